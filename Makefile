@@ -1,0 +1,77 @@
+# The course's one entry point. `make demo` and `make test` are all a newcomer needs;
+# each creates .venv on first use and installs into it (a second run is fast).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# nbgrader runs `alembic` from PATH when it creates the gradebook
+RUN    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python
+
+.PHONY: help demo test lint notebooks release samples autograde report site site-student \
+        references calibrate mutation bench sysdeps clean
+
+help:
+	@echo "make demo        release the labs, autograde the sample submissions, feedback, grades, solutions site"
+	@echo "make test        the whole test suite (installs what it needs)"
+	@echo "make notebooks   rebuild source/<lab>/<lab>.ipynb from labs/<lab>.py"
+	@echo "make release     regenerate release/ from source/"
+	@echo "make references  regenerate Lab 01 reference outputs (DEVICE=cuda on a GPU machine)"
+	@echo "make mutation    the full mutation matrix (every correct variant and mutant, real nbgrader)"
+	@echo "make bench       benchmark scripts (print tables)"
+	@echo "make lint        ruff"
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+# System packages (Chromium for the browser tests, bubblewrap) and the local MathJax copy
+# for the offline site. Installs only what is missing.
+sysdeps:
+	bash tools/install_system_deps.sh
+
+demo: $(STAMP) sysdeps
+	$(RUN) -m tools.pipeline demo
+
+test: $(STAMP) sysdeps
+	$(RUN) -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+notebooks: $(STAMP)
+	$(RUN) -m tools.nbbuild
+
+release: $(STAMP)
+	$(RUN) -m tools.pipeline release
+
+samples: $(STAMP)
+	$(RUN) -m tools.pipeline samples
+
+autograde: $(STAMP)
+	$(RUN) -m tools.pipeline autograde
+
+report: $(STAMP)
+	$(RUN) -m tools.pipeline report
+
+site: $(STAMP) sysdeps
+	$(RUN) -m tools.site
+
+site-student: $(STAMP) sysdeps
+	$(RUN) -m tools.site --student
+
+DEVICE ?= cpu
+references: $(STAMP)
+	$(RUN) -m course_lib.references --device $(DEVICE)
+
+mutation: $(STAMP)
+	$(RUN) -m tools.mutation --all
+
+bench: $(STAMP)
+	$(RUN) bench/bench_lab01.py
+
+clean:
+	rm -rf autograded/*/ feedback/ build/ gradebook.db grades.csv

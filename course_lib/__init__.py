@@ -1,0 +1,16 @@
+"""course_lib: reference helpers for the KV-cache course.
+
+One module per concern:
+
+- ``specs``     model and hardware facts, with sources
+- ``units``     bytes, GB vs GiB, formatting
+- ``grading``   answer checks whose messages name the likely mistake
+- ``minigpt``   the course's tiny GPT (building blocks; students write attention and the cache)
+- ``timing``    timers with repeats, medians and progress bars
+- ``plotting``  latency and roofline plots
+- ``references`` regenerates Lab 01's reference outputs (``python -m course_lib.references``)
+
+It holds helpers, never the answers students must write.
+"""
+
+__version__ = "0.1.0"

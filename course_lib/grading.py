@@ -1,0 +1,299 @@
+"""Grading helpers: compare an answer with the expected value and name the likely mistake.
+
+Tests in the notebooks call these. A failed check raises :class:`AnswerError`
+(an ``AssertionError``) whose message says what was called, what came back,
+what was expected, how far off it is, and, when the error matches a known
+mistake, which one: "8x too large: bits instead of bytes?".
+
+The checks are strict about *types* on purpose: a size in bytes must be a real
+``int`` (or a NumPy integer, or an integral float), not an object that merely
+claims to be equal to everything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+#: Exact numeric types accepted as integers (subclasses are refused: they can override ``==``).
+_NUMPY_INTS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+_NUMPY_FLOATS = (np.float16, np.float32, np.float64)
+
+
+class AnswerError(AssertionError):
+    """A graded answer is wrong; the message explains how."""
+
+
+# Ratios got/expected that point to a common slip, whatever the function.
+GENERIC_RATIOS: list[tuple[float, str]] = [
+    (8.0, "8x too large: bits instead of bytes (16 for fp16 instead of 2)?"),
+    (1 / 8, "8x too small: divided by 8 once too often (bytes vs bits)?"),
+    (2.0, "2x too large: a factor of 2 counted twice?"),
+    (0.5, "2x too small: forgot the factor 2 (K *and* V)?"),
+    (2**30 / 10**9, "7.4% too large (x1.0737): GiB (2^30) used where GB (10^9) was meant?"),
+    (10**9 / 2**30, "7.4% too small (x0.9313): GB (10^9) used where GiB (2^30) was meant?"),
+    (2**20 / 10**6, "4.9% too large (x1.0486): MiB vs MB?"),
+    (10**6 / 2**20, "4.9% too small (x0.9537): MB vs MiB?"),
+    (1024.0, "1024x too large: a unit conversion (KiB/MiB/GiB) went the wrong way?"),
+    (1 / 1024, "1024x too small: a unit conversion (KiB/MiB/GiB) went the wrong way?"),
+    (1000.0, "1000x too large: a unit conversion (kB/MB/GB) went the wrong way?"),
+    (1e-3, "1000x too small: a unit conversion (kB/MB/GB) went the wrong way?"),
+]
+
+
+def _type_name(value: object) -> str:
+    return type(value).__module__.replace("builtins", "") + "." + type(value).__qualname__ \
+        if type(value).__module__ != "builtins" else type(value).__name__
+
+
+def as_exact_int(value: Any, what: str) -> int:
+    """Return ``value`` as a Python ``int`` if it is an exact integer, else raise AnswerError.
+
+    Accepted: ``int``, NumPy integer scalars, and floats with an integral value
+    below 2**53 (where floats are still exact). Refused: ``bool``, subclasses of
+    ``int`` (they can redefine ``==``), arrays, strings, ``None``, non-integral floats.
+    """
+    kind = type(value)
+    if kind is int:
+        return value
+    if kind in _NUMPY_INTS:
+        return int(value)
+    if kind is float or kind in _NUMPY_FLOATS:
+        f = float(value)
+        if math.isfinite(f) and f.is_integer() and abs(f) < 2**53:
+            return int(f)
+        raise AnswerError(f"{what} returned the float {f!r}; sizes and counts here are whole "
+                          f"numbers: round with // or math.floor / math.ceil as the task says")
+    if value is None:
+        raise AnswerError(f"{what} returned None: did you forget the `return` statement?")
+    if kind is bool:
+        raise AnswerError(f"{what} returned a bool ({value}); an integer was expected")
+    raise AnswerError(f"{what} returned a {_type_name(value)}; an int was expected "
+                      f"(a plain Python int or a NumPy integer)")
+
+
+def as_exact_real(value: Any, what: str) -> float:
+    """Return ``value`` as a Python float if it is a plain real number (int, float, NumPy scalar)."""
+    kind = type(value)
+    if kind is int or kind is float or kind in _NUMPY_INTS or kind in _NUMPY_FLOATS:
+        return float(value)
+    if kind is Fraction:
+        return float(value)
+    if value is None:
+        raise AnswerError(f"{what} returned None: did you forget the `return` statement?")
+    raise AnswerError(f"{what} returned a {_type_name(value)}; a number (int or float) was expected")
+
+
+def _ratio_text(got: float, expected: float) -> str:
+    if expected == 0:
+        return "expected 0"
+    r = got / expected
+    if r == 1:
+        return "equal"
+    if r > 1:
+        return f"{r:.4g}x too large"
+    if r > 0:
+        return f"{1 / r:.4g}x too small"
+    return f"ratio {r:.4g}"
+
+
+def _matches(got: float, candidate: float, rel: float) -> bool:
+    if isinstance(got, int) and isinstance(candidate, int):
+        return got == candidate
+    return math.isclose(got, candidate, rel_tol=rel, abs_tol=0.0) or got == candidate
+
+
+def diagnose(got: float, expected: float, mistakes: Mapping[str, float] | None = None,
+             rel: float = 1e-6) -> str | None:
+    """Name the likely mistake behind ``got`` (or None when nothing fits).
+
+    ``mistakes`` maps a description to the value that mistake would produce for
+    these inputs (computed by the test); it is tried first. Then come generic
+    ratios (x8, x2, GiB/GB, ...) and off-by-one.
+    """
+    for label, wrong in (mistakes or {}).items():
+        if wrong != expected and _matches(got, wrong, rel):
+            return label
+    if expected != 0 and got != 0:
+        r = got / expected
+        for ratio, label in GENERIC_RATIOS:
+            if math.isclose(r, ratio, rel_tol=1e-3):
+                return label
+    if isinstance(got, int) and isinstance(expected, int) and abs(got - expected) == 1:
+        return ("off by one: rounded the wrong way? 'largest that fits' rounds down (floor), "
+                "'how many are needed' rounds up (ceil)")
+    if got < 0 <= expected:
+        return "negative: when nothing fits the answer is 0, not a negative number"
+    return None
+
+
+def _message(call: str, got: float, expected: float, label: str | None) -> str:
+    fmt = (lambda v: f"{v:,}") if isinstance(got, int) and isinstance(expected, int) \
+        else (lambda v: f"{v:.6g}")
+    msg = f"{call} returned {fmt(got)}, expected {fmt(expected)} ({_ratio_text(got, expected)})."
+    if label:
+        msg += f"\n  Likely mistake: {label}"
+    return msg
+
+
+def check_int(got: Any, expected: int, *, call: str,
+              mistakes: Mapping[str, float] | None = None) -> None:
+    """Check an exact integer answer; on failure raise AnswerError naming the likely mistake.
+
+    ``call`` describes the call in the student's terms, e.g.
+    ``"kv_bytes_per_token(n_layers=32, n_kv_heads=8, head_dim=128, bytes_per_elem=2)"``.
+    """
+    value = as_exact_int(got, call)
+    if type(expected) is not int:
+        raise TypeError("check_int: expected must be an int (test bug)")
+    if value != expected:
+        raise AnswerError(_message(call, value, expected, diagnose(value, expected, mistakes)))
+
+
+def check_real(got: Any, expected: float, *, call: str, rel: float = 1e-9,
+               mistakes: Mapping[str, float] | None = None) -> None:
+    """Check a real-valued answer to relative tolerance ``rel``; name the likely mistake."""
+    value = as_exact_real(got, call)
+    if math.isnan(value) or not math.isclose(value, expected, rel_tol=rel, abs_tol=0.0):
+        raise AnswerError(_message(call, value, float(expected),
+                                   diagnose(value, float(expected), mistakes, rel=max(rel, 1e-6))))
+
+
+def describe_call(func_name: str, /, *args: Any, **kwargs: Any) -> str:
+    """Render a call the way a student would write it: ``f(1, 2, batch_size=8)``."""
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{func_name}({', '.join(parts)})"
+
+
+def expect_error(func: Any, args: tuple, kwargs: Mapping[str, Any] | None, error: type[BaseException],
+                 why: str) -> None:
+    """Check that ``func(*args, **kwargs)`` raises ``error`` (e.g. ValueError for negative sizes)."""
+    kwargs = dict(kwargs or {})
+    call = describe_call(getattr(func, "__name__", "function"), *args, **kwargs)
+    try:
+        result = func(*args, **kwargs)
+    except error:
+        return
+    except Exception as exc:  # noqa: BLE001 - report what came instead
+        raise AnswerError(f"{call} raised {type(exc).__name__}: {exc}; expected {error.__name__} "
+                          f"({why})") from None
+    raise AnswerError(f"{call} returned {result!r}; expected it to raise {error.__name__} ({why})")
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors (Lab 01): relative error norms, shape messages, naming a bug from its known output
+# --------------------------------------------------------------------------------------------
+
+def _as_float64_array(value: Any, what: str) -> np.ndarray:
+    """``value`` (torch tensor or NumPy array) as a float64 NumPy array, else AnswerError."""
+    if value is None:
+        raise AnswerError(f"{what} returned None: did you forget the `return` statement?")
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+        value = value.detach().cpu()
+        if getattr(value, "is_complex", lambda: False)():
+            raise AnswerError(f"{what} returned a complex tensor; a real one was expected")
+        return value.double().numpy()
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64)
+    raise AnswerError(f"{what} returned a {_type_name(value)}; a tensor was expected")
+
+
+def rel_error(got: Any, expected: Any) -> float:
+    """Relative error norm ``||got - expected||_2 / ||expected||_2`` (over all elements).
+
+    Unlike an elementwise ``atol``, it does not depend on the scale of the values,
+    and one outlier cannot hide: a single wrong row of 64 shows up as ~1/8.
+    Returns ``inf`` for mismatched shapes or non-finite values.
+    """
+    g = _as_float64_array(got, "got")
+    e = _as_float64_array(expected, "expected")
+    if g.shape != e.shape or not np.all(np.isfinite(g)):
+        return math.inf
+    denom = float(np.linalg.norm(e))
+    diff = float(np.linalg.norm(g - e))
+    return diff / denom if denom > 0 else diff
+
+
+def _shape_hint(got: tuple[int, ...], expected: tuple[int, ...],
+                shape_mistakes: Mapping[tuple[int, ...], str] | None) -> str | None:
+    for shape, label in (shape_mistakes or {}).items():
+        if tuple(shape) == got:
+            return label
+    if sorted(got) == sorted(expected):
+        return "same sizes in a different order: axes transposed or permuted?"
+    if len(got) != len(expected):
+        return f"{len(got)} axes instead of {len(expected)}: a squeeze/unsqueeze or reshape missing?"
+    return None
+
+
+def check_tensor(got: Any, expected: Any, *, call: str, rtol: float,
+                 known: Mapping[str, Any] | None = None,
+                 shape_mistakes: Mapping[tuple[int, ...], str] | None = None,
+                 dtype: Any = None, axes: tuple[str, ...] | None = None) -> None:
+    """Check a tensor answer by its relative error norm; name the likely mistake on failure.
+
+    ``rtol`` bounds :func:`rel_error`. ``known`` maps a mistake's description to
+    the output that mistake produces on the same inputs (computed on the reference
+    device); an answer within ``rtol`` of one of them is named. ``shape_mistakes``
+    maps a wrong shape to its likely cause. ``dtype`` (a torch dtype), when given,
+    must match the answer's dtype. ``axes`` names the axes for the
+    "largest difference at ..." line.
+    """
+    g = _as_float64_array(got, call)
+    e = _as_float64_array(expected, "expected")
+    if g.shape != e.shape:
+        msg = f"{call} returned shape {tuple(g.shape)}, expected {tuple(e.shape)}."
+        hint = _shape_hint(tuple(g.shape), tuple(e.shape), shape_mistakes)
+        if hint:
+            msg += f"\n  Likely mistake: {hint}"
+        raise AnswerError(msg)
+    if dtype is not None and getattr(got, "dtype", dtype) != dtype:
+        raise AnswerError(f"{call} returned dtype {got.dtype}, expected {dtype}: compute in the "
+                          f"input's dtype (or cast the result back to it)")
+    if not np.all(np.isfinite(g)):
+        n_bad = int(np.sum(~np.isfinite(g)))
+        raise AnswerError(f"{call} returned {n_bad} NaN/inf values out of {g.size}.\n  Likely "
+                          f"mistake: a query row with every key masked (softmax of all -inf is "
+                          f"NaN), or -inf multiplied by 0")
+    err = rel_error(g, e)
+    if err <= rtol:
+        return
+    msg = (f"{call} is wrong: relative error ||got - expected|| / ||expected|| = {err:.3g} "
+           f"(tolerance {rtol:.0e}).")
+    worst = np.unravel_index(int(np.argmax(np.abs(g - e))), g.shape)
+    if axes and len(axes) == g.ndim:
+        where = ", ".join(f"{a}={i}" for a, i in zip(axes, worst, strict=True))
+    else:
+        where = "index " + str(tuple(int(i) for i in worst))
+    msg += f"\n  Largest difference at {where}: got {g[worst]:.6g}, expected {e[worst]:.6g}."
+    for label, wrong in (known or {}).items():
+        w = _as_float64_array(wrong, "known mistake")
+        if w.shape == g.shape and rel_error(e, w) > rtol and rel_error(g, w) <= rtol:
+            msg += f"\n  Likely mistake: {label}"
+            break
+    raise AnswerError(msg)
+
+
+def check_tokens(got: Any, expected: Any, *, call: str) -> None:
+    """Check integer token ids exactly; on failure say where the first difference is."""
+    if got is None:
+        raise AnswerError(f"{call} returned None: did you forget the `return` statement?")
+    if hasattr(got, "detach"):
+        got = got.detach().cpu().numpy()
+    if not isinstance(got, np.ndarray):
+        raise AnswerError(f"{call} returned a {_type_name(got)}; a tensor of token ids was expected")
+    e = np.asarray(expected)
+    if got.dtype.kind not in "iu":
+        raise AnswerError(f"{call} returned dtype {got.dtype}; token ids are integers (torch.long)")
+    if got.shape != e.shape:
+        raise AnswerError(f"{call} returned shape {tuple(got.shape)}, expected {tuple(e.shape)} "
+                          f"(batch, prompt length + max_new_tokens)")
+    diff = np.argwhere(got != e)
+    if diff.size:
+        b, t = (int(x) for x in diff[0])
+        raise AnswerError(f"{call}: token {t} of sequence {b} is {int(got[b, t])}, expected "
+                          f"{int(e[b, t])} ({len(diff)} of {e.size} tokens differ)")

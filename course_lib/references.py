@@ -1,0 +1,338 @@
+"""Regenerate Lab 01's reference outputs: ``python -m course_lib.references [--device cuda]``.
+
+The hidden tests of Lab 01 compare a student's ``attention``, ``forward`` and
+``generate`` with reference outputs stored in
+``source/lab01_kv_cache/ref/lab01_refs.npz``. This script makes that file. It
+needs only torch, numpy and course_lib (a GPU machine usually has torch but not
+nbgrader), and it holds no answers itself: it reads the **solution cells** of
+the instructor notebook (``source/lab01_kv_cache/lab01_kv_cache.ipynb``) and runs
+them on secret inputs. It also runs the realistic mistakes of
+``tools/variants/lab01_kv_cache.py`` on the same inputs and stores their
+outputs, so a test can say "this looks like a mask that is not offset".
+
+Every run records, inside the ``.npz`` (key ``meta``, a JSON string) and in a
+``lab01_refs_meta.json`` beside it: the device kind and name, torch and numpy
+versions, dtype, the TF32 flags and float32 matmul precision (TF32 is switched
+off: it would put ~1e-3 of error into the reference itself), and the MiniGPT
+weights' fingerprint. Run it on an NVIDIA GPU (``--device cuda``) when one is
+available; a CPU run says ``"device": "cpu"``.
+
+Load the file with ``np.load(path, allow_pickle=False)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import hashlib
+import importlib.util
+import io
+import json
+import platform
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .minigpt import load_minigpt, weights_fingerprint
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB = "lab01_kv_cache"
+SOURCE_NOTEBOOK = ROOT / "source" / LAB / f"{LAB}.ipynb"
+REF_DIR = ROOT / "source" / LAB / "ref"
+REF_FILE = "lab01_refs.npz"
+META_FILE = "lab01_refs_meta.json"
+VARIANTS_FILE = ROOT / "tools" / "variants" / f"{LAB}.py"
+
+#: Seed of the secret inputs (the inputs themselves are stored in the reference file).
+INPUT_SEED = 20261123
+
+#: Attention cases: (B, H, H_kv, T_q, T_k, D, causal). Order matters for feedback: full causal
+#: calls first, then decode (T_q = 1), then chunked prefill, so that a mask that is not offset
+#: first fails on a decode step, where its message is the clearest.
+ATTENTION_CASES: list[tuple[int, int, int, int, int, int, bool]] = [
+    (1, 4, 2, 9, 9, 32, True),     # GQA, full causal (MiniGPT's heads)
+    (2, 6, 6, 7, 7, 16, True),     # MHA, batch 2
+    (3, 8, 2, 1, 23, 32, True),    # decode, GQA groups of 4, batch 3
+    (1, 4, 4, 1, 17, 8, True),     # decode, MHA
+    (2, 4, 2, 5, 19, 32, True),    # chunked prefill, T_q < T_k
+    (1, 8, 1, 6, 6, 16, True),     # MQA (one KV head)
+    (2, 4, 2, 4, 11, 32, False),   # not causal, T_q < T_k
+    (1, 2, 1, 3, 40, 64, True),    # chunk after a longer past, head_dim 64
+    (2, 4, 2, 64, 64, 32, True),   # larger full causal
+]
+
+#: Forward test: token ids (B, T) and the chunk sizes fed through a cache.
+FORWARD_SHAPE = (2, 40)
+FORWARD_SCHEDULE = [17, 1, 1, 6, 1, 1, 13]
+
+#: Generation cases: (B, T0, max_new_tokens).
+GENERATE_CASES = [(2, 16, 24), (1, 1, 12), (1, 200, 8), (3, 5, 0)]
+#: Prompts are re-drawn until every greedy step's top-1 logit beats the runner-up by this much
+#: (fp32 rounding moves logits by ~1e-6, so ties cannot flip a token).
+MIN_MARGIN = 1e-2
+
+_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the solution out of the notebook
+# ---------------------------------------------------------------------------------------------
+
+def notebook_code(notebook: Path = SOURCE_NOTEBOOK) -> tuple[list[str], dict[str, str]]:
+    """The notebook's setup cells (tag ``setup``) and its solution code cells (grade_id -> code)."""
+    nb = json.loads(Path(notebook).read_text())
+    setup: list[str] = []
+    solutions: dict[str, str] = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        meta = cell.get("metadata", {})
+        if "setup" in meta.get("tags", []):
+            setup.append(src)
+        grading = meta.get("nbgrader", {})
+        if grading.get("solution"):
+            solutions[grading["grade_id"]] = _MARKERS.sub("", src)
+    if not solutions:
+        raise RuntimeError(f"no solution cells in {notebook}")
+    return setup, solutions
+
+
+def build_namespace(setup: list[str], solutions: dict[str, str], replace: dict[str, str] | None = None,
+                    device: str = "cpu") -> dict[str, Any]:
+    """Execute the setup and solution cells (some replaced) and return their namespace.
+
+    ``model`` in the namespace is MiniGPT on ``device``.
+    """
+    ns: dict[str, Any] = {"__name__": "lab01_solution"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for src in setup:
+            exec(compile(src, "<setup>", "exec"), ns)  # noqa: S102 - instructor's own notebook
+        for grade_id, src in solutions.items():
+            code = (replace or {}).get(grade_id, src)
+            exec(compile(code, f"<{grade_id}>", "exec"), ns)  # noqa: S102
+    ns["model"] = load_minigpt(device)
+    return ns
+
+
+def load_solution(notebook: Path = SOURCE_NOTEBOOK, device: str = "cpu") -> dict[str, Any]:
+    """The reference solution's functions (``attention``, ``KVCache``, ``forward``, ``generate``)."""
+    setup, solutions = notebook_code(notebook)
+    return build_namespace(setup, solutions, device=device)
+
+
+def load_variants(path: Path = VARIANTS_FILE):  # -> module | None
+    """tools/variants/lab01_kv_cache.py, loaded by path (None if the repository lacks it)."""
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("lab01_variants", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision settings and metadata
+# ---------------------------------------------------------------------------------------------
+
+def set_exact_fp32() -> None:
+    """Switch TF32 off and ask for full fp32 matmul precision."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+def device_meta(device: str) -> dict[str, Any]:
+    """What a reference must record about where and how it was computed."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        name = torch.cuda.get_device_name(torch.device(device))
+        cuda = torch.version.cuda
+    else:
+        name = platform.processor() or platform.machine() or "cpu"
+        cuda = None
+    return {
+        "device": kind,
+        "device_name": name,
+        "cuda_version": cuda,
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "dtype": "float32",
+        "allow_tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "allow_tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference computations
+# ---------------------------------------------------------------------------------------------
+
+def attention_inputs(gen: torch.Generator) -> list[dict[str, Any]]:
+    """The secret attention inputs (on CPU, float32)."""
+    cases = []
+    for b, h, h_kv, t_q, t_k, d, causal in ATTENTION_CASES:
+        q = 1.5 * torch.randn(b, h, t_q, d, generator=gen)   # peaky softmax: bugs show clearly
+        k = 1.5 * torch.randn(b, h_kv, t_k, d, generator=gen)
+        v = torch.randn(b, h_kv, t_k, d, generator=gen)
+        cases.append({"q": q, "k": k, "v": v, "causal": causal})
+    return cases
+
+
+def run_attention(ns: dict[str, Any], case: dict[str, Any], device: str) -> np.ndarray:
+    q, k, v = (case[n].to(device) for n in ("q", "k", "v"))
+    with torch.no_grad():
+        return _np(ns["attention"](q, k, v, causal=case["causal"]))
+
+
+def run_forward_schedule(ns: dict[str, Any], idx: torch.Tensor, schedule: list[int]) -> np.ndarray:
+    """Logits of ``idx`` fed in chunks through a cache, concatenated: (B, T, vocab)."""
+    model = ns["model"]
+    cache = ns["KVCache"](model.n_layers, idx.shape[0], model.n_kv_heads, idx.shape[1], model.head_dim,
+                          device=model.device)
+    parts, t = [], 0
+    with torch.no_grad():
+        for n in schedule:
+            parts.append(ns["forward"](model, idx[:, t:t + n], cache))
+            t += n
+    return _np(torch.cat(parts, dim=1))
+
+
+def greedy_margin(ns: dict[str, Any], tokens: torch.Tensor, t0: int) -> float:
+    """Smallest (top-1 minus top-2) logit gap over the greedy steps that produced ``tokens``."""
+    if tokens.shape[1] == t0:
+        return float("inf")
+    with torch.no_grad():
+        logits = ns["forward"](ns["model"], tokens[:, :-1])[:, t0 - 1:]
+    top2 = logits.topk(2, dim=-1).values
+    return float((top2[..., 0] - top2[..., 1]).min())
+
+
+def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_bugs: bool = True,
+                    log: Callable[[str], None] = print) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Compute every reference array; returns (arrays for np.savez, metadata)."""
+    set_exact_fp32()
+    setup, solutions = notebook_code(notebook)
+    ns = build_namespace(setup, solutions, device=device)
+    variants = load_variants() if with_bugs else None
+    mutants = {m["name"]: m for m in (variants.MUTANTS if variants else [])}
+    bug_ns: dict[str, dict[str, Any]] = {}
+    for name in (variants.FORWARD_MUTANTS if variants else []):
+        bug_ns[name] = build_namespace(setup, solutions, replace=mutants[name]["cells"], device=device)
+
+    gen = torch.Generator().manual_seed(INPUT_SEED)
+    arrays: dict[str, np.ndarray] = {}
+
+    # attention
+    cases = attention_inputs(gen)
+    arrays["attn/n_cases"] = np.array(len(cases))
+    for i, case in enumerate(cases):
+        p = f"attn/{i}/"
+        arrays[p + "q"], arrays[p + "k"], arrays[p + "v"] = (_np(case[n]) for n in ("q", "k", "v"))
+        arrays[p + "causal"] = np.array(case["causal"])
+        arrays[p + "out"] = run_attention(ns, case, device)
+        for name in (variants.ATTENTION_MUTANTS if variants else []):
+            arrays[p + "bug/" + name] = run_attention(bug_ns[name], case, device)
+    log(f"attention: {len(cases)} cases")
+
+    # forward
+    idx = torch.randint(0, 256, FORWARD_SHAPE, generator=gen)
+    with torch.no_grad():
+        logits = ns["forward"](ns["model"], idx.to(device))
+    arrays["fwd/idx"] = _np(idx)
+    arrays["fwd/logits"] = _np(logits)
+    arrays["fwd/schedule"] = np.array(FORWARD_SCHEDULE)
+    cached = run_forward_schedule(ns, idx.to(device), FORWARD_SCHEDULE)
+    self_err = float(np.linalg.norm(cached.astype(np.float64) - arrays["fwd/logits"])
+                     / np.linalg.norm(arrays["fwd/logits"].astype(np.float64)))
+    for name, bns in bug_ns.items():
+        try:
+            arrays["fwd/bug/" + name] = run_forward_schedule(bns, idx.to(device), FORWARD_SCHEDULE)
+        except Exception as exc:  # noqa: BLE001 - a mistake may crash; then there is nothing to store
+            log(f"  forward mutant {name} raised {type(exc).__name__}: {exc} (not stored)")
+    log(f"forward: idx {tuple(idx.shape)}, cached-vs-uncached relative error {self_err:.2e}")
+
+    # generate
+    margins = []
+    arrays["gen/n_cases"] = np.array(len(GENERATE_CASES))
+    for i, (b, t0, n) in enumerate(GENERATE_CASES):
+        for _attempt in range(100):
+            prompt = torch.randint(0, 256, (b, t0), generator=gen)
+            tokens = ns["generate"](ns["model"], prompt.to(device), n, use_cache=False)
+            margin = greedy_margin(ns, tokens, t0)
+            if margin >= MIN_MARGIN:
+                break
+        else:
+            raise RuntimeError(f"no prompt with greedy margin >= {MIN_MARGIN} for case {i}")
+        tokens_cached = ns["generate"](ns["model"], prompt.to(device), n, use_cache=True)
+        if not torch.equal(tokens, tokens_cached):
+            raise RuntimeError(f"the solution's cached and uncached generations differ (case {i})")
+        arrays[f"gen/{i}/prompt"] = _np(prompt)
+        arrays[f"gen/{i}/tokens"] = _np(tokens)
+        arrays[f"gen/{i}/max_new"] = np.array(n)
+        arrays[f"gen/{i}/min_margin"] = np.array(margin)
+        margins.append(margin)
+    log(f"generate: {len(GENERATE_CASES)} cases, smallest greedy margin {min(margins):.3g}")
+
+    solution_text = "\n".join(solutions[k] for k in sorted(solutions))
+    meta = device_meta(device)
+    meta.update({
+        "lab": LAB,
+        "input_seed": INPUT_SEED,
+        "weights_fingerprint": weights_fingerprint(ns["model"]),
+        "solution_sha256": hashlib.sha256(solution_text.encode()).hexdigest()[:16],
+        "cached_vs_uncached_rel_error": self_err,
+        "generate_min_margin": min(margins),
+        "bugs_stored": sorted(bug_ns),
+        "load_with": "np.load(path, allow_pickle=False)",
+    })
+    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+    return arrays, meta
+
+
+def write_references(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write the .npz and the human-readable metadata JSON; return the .npz path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / REF_FILE
+    np.savez_compressed(path, **arrays)
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_meta(path: Path = REF_DIR / REF_FILE) -> dict[str, Any]:
+    """The metadata recorded in a reference file."""
+    with np.load(path, allow_pickle=False) as refs:
+        return json.loads(str(refs["meta"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--notebook", type=Path, default=SOURCE_NOTEBOOK)
+    parser.add_argument("--out", type=Path, default=REF_DIR)
+    parser.add_argument("--no-bugs", action="store_true", help="do not store the mistakes' outputs")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device is available", file=sys.stderr)
+        return 2
+    arrays, meta = make_references(args.device, args.notebook, with_bugs=not args.no_bugs)
+    path = write_references(args.out, arrays, meta)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes) on {meta['device']} ({meta['device_name']}), "
+          f"torch {meta['torch_version']}, TF32 matmul {meta['allow_tf32_matmul']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Roofline helpers for Lab 02: measure this machine's memory bandwidth and matmul peak.
+
+A roofline needs two numbers per device: the peak arithmetic rate (FLOP/s) and the
+memory bandwidth (bytes/s). For the GPUs in :data:`course_lib.specs.HARDWARE` we
+take them from the datasheets; for *this* machine we measure them:
+
+- :func:`measure_bandwidth` copies a large array (much larger than the last-level
+  cache) and counts **bytes read + bytes written**: a copy of ``n`` bytes moves
+  ``2 n`` bytes.
+- :func:`measure_matmul_peak` times a large square matrix product and counts
+  ``2 n^3`` FLOPs (one multiply and one add per term of each dot product).
+
+Both repeat the measurement a few times and report the **median** (with the spread),
+as :mod:`course_lib.timing` does everywhere in the course.
+
+Why a copy under-reports a little: on x86 CPUs an ordinary store first reads the
+destination cache line ("write-allocate"), so a copy really moves about 3 bytes of
+DRAM traffic per byte copied while we count 2. The figure is therefore a slightly
+conservative bandwidth, the rate a program that reads and writes its data actually
+gets; a kernel that only streams reads (like decode attention reading the KV cache)
+can get a little closer to the hardware limit. :func:`measure_read_bandwidth`
+measures that read-only rate, for comparison.
+
+This module holds helpers, never the answers students write (the FLOP and byte
+counts of attention are theirs).
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+from .specs import HARDWARE, HardwareSpec
+from .timing import Timing, measure
+from .units import MB
+
+#: Default probe sizes: large enough to defeat a 32 MiB L3 cache on CPUs, GPU-sized otherwise.
+CPU_COPY_BYTES: int = 256 * MB
+GPU_COPY_BYTES: int = 2048 * MB
+CPU_MATMUL_N: int = 2048
+GPU_MATMUL_N: int = 8192
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One measured rate: ``work`` units (bytes or FLOPs) per call, timed ``timing``.
+
+    ``rate`` is ``work / timing.median`` (the median run), ``best_rate`` uses the
+    fastest run. ``unit`` is ``"B/s"`` or ``"FLOP/s"``.
+    """
+
+    what: str
+    work: float
+    unit: str
+    timing: Timing
+    device: str
+    dtype: str
+
+    @property
+    def rate(self) -> float:
+        """Work per second of the median run (bytes/s or FLOP/s)."""
+        return self.work / self.timing.median
+
+    @property
+    def best_rate(self) -> float:
+        """Work per second of the fastest run."""
+        return self.work / self.timing.minimum
+
+    def __str__(self) -> str:
+        from .units import format_rate
+
+        unit = self.unit.removesuffix("/s")
+        return (f"{self.what} on {self.device} ({self.dtype}): {format_rate(self.rate, unit + '/s')} "
+                f"median of {self.timing.repeats} (best {format_rate(self.best_rate, unit + '/s')}, "
+                f"spread {self.timing.spread:.0%})")
+
+
+@dataclass(frozen=True)
+class MachineRoofline:
+    """Measured roofline of one device: bandwidth probe and matmul probe."""
+
+    name: str
+    bandwidth: Probe
+    matmul: Probe
+
+    @property
+    def mem_bandwidth(self) -> float:
+        """Measured memory bandwidth in bytes/s (median of the copy probe)."""
+        return self.bandwidth.rate
+
+    @property
+    def peak_flops(self) -> float:
+        """Measured matmul rate in FLOP/s (median of the matmul probe)."""
+        return self.matmul.rate
+
+    @property
+    def ridge(self) -> float:
+        """Arithmetic intensity (FLOP/byte) at which the two measured roofs meet."""
+        return self.peak_flops / self.mem_bandwidth
+
+    def __str__(self) -> str:
+        return f"{self.name}\n  {self.bandwidth}\n  {self.matmul}\n  ridge {self.ridge:.1f} FLOP/byte"
+
+
+def _torch_dtype(dtype: Any) -> Any:
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp64": torch.float64, "float64": torch.float64}
+    if dtype not in names:
+        raise ValueError(f"dtype must be a torch dtype or one of {', '.join(names)}, got {dtype!r}")
+    return names[dtype]
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def measure_bandwidth(n_bytes: int | None = None, repeats: int = 5, device: str = "cpu",
+                      dtype: Any = "fp32") -> Probe:
+    """Memory bandwidth from a large copy ``dst.copy_(src)``, counting bytes read + written.
+
+    ``n_bytes`` is the size of *one* array (default 256 MB on a CPU, 2 GB on a GPU:
+    far larger than any cache); the copy moves ``2 * n_bytes`` (read ``src``, write
+    ``dst``), and that is the work counted. Returns a :class:`Probe` whose ``rate``
+    is the median bytes/s over ``repeats`` timed copies (after one warm-up copy).
+    """
+    import torch
+
+    if n_bytes is None:
+        n_bytes = GPU_COPY_BYTES if "cuda" in str(device) else CPU_COPY_BYTES
+    _check_positive_int("n_bytes", n_bytes)
+    _check_positive_int("repeats", repeats)
+    tdtype = _torch_dtype(dtype)
+    elem = torch.empty((), dtype=tdtype).element_size()
+    n = max(1, n_bytes // elem)
+    src = torch.ones(n, dtype=tdtype, device=device)
+    dst = torch.empty_like(src)
+    timing = measure(lambda: dst.copy_(src), repeats=repeats, warmup=1, device=device)
+    moved = 2 * n * elem
+    return Probe("copy bandwidth (read + write)", float(moved), "B/s", timing, str(device),
+                 _dtype_name(tdtype))
+
+
+def measure_read_bandwidth(n_bytes: int | None = None, repeats: int = 5, device: str = "cpu",
+                           dtype: Any = "fp32") -> Probe:
+    """Read-only bandwidth from summing a large array (``n_bytes`` read, nothing written back).
+
+    For comparison with :func:`measure_bandwidth`: streaming reads avoid the
+    write-allocate traffic of a copy, so this is usually somewhat higher.
+    """
+    import torch
+
+    if n_bytes is None:
+        n_bytes = GPU_COPY_BYTES if "cuda" in str(device) else CPU_COPY_BYTES
+    _check_positive_int("n_bytes", n_bytes)
+    _check_positive_int("repeats", repeats)
+    tdtype = _torch_dtype(dtype)
+    elem = torch.empty((), dtype=tdtype).element_size()
+    n = max(1, n_bytes // elem)
+    src = torch.ones(n, dtype=tdtype, device=device)
+    timing = measure(lambda: src.sum(), repeats=repeats, warmup=1, device=device)
+    return Probe("read bandwidth (sum)", float(n * elem), "B/s", timing, str(device),
+                 _dtype_name(tdtype))
+
+
+def measure_matmul_peak(n: int | None = None, repeats: int = 5, device: str = "cpu",
+                        dtype: Any = "fp32") -> Probe:
+    """Matmul rate from an ``n x n`` by ``n x n`` product, counting ``2 n^3`` FLOPs.
+
+    Default ``n`` is 2048 on a CPU and 8192 on a GPU (use ``dtype="fp16"`` or
+    ``"bf16"`` there to reach the tensor cores). The median of ``repeats`` timed
+    products (after one warm-up) is the ``rate``. This is what a well-tuned kernel
+    achieves, usually a little below the vendor's peak: it is the practical roof.
+    """
+    import torch
+
+    if n is None:
+        n = GPU_MATMUL_N if "cuda" in str(device) else CPU_MATMUL_N
+    _check_positive_int("n", n)
+    _check_positive_int("repeats", repeats)
+    tdtype = _torch_dtype(dtype)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device=device, dtype=tdtype)
+    b = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device=device, dtype=tdtype)
+    out = torch.empty(n, n, dtype=tdtype, device=device)
+    timing = measure(lambda: torch.matmul(a, b, out=out), repeats=repeats, warmup=1, device=device)
+    return Probe(f"matmul {n}x{n}x{n}", float(2 * n**3), "FLOP/s", timing, str(device),
+                 _dtype_name(tdtype))
+
+
+def measure_machine(device: str = "cpu", dtype: Any = "fp32", repeats: int = 5,
+                    copy_bytes: int | None = None, matmul_n: int | None = None) -> MachineRoofline:
+    """Measure both roofs of ``device``: copy bandwidth and matmul peak (medians)."""
+    name = device_name(device)
+    bandwidth = measure_bandwidth(copy_bytes, repeats=repeats, device=device, dtype=dtype)
+    matmul = measure_matmul_peak(matmul_n, repeats=repeats, device=device, dtype=dtype)
+    return MachineRoofline(f"{name} (measured, {_dtype_name(_torch_dtype(dtype))})", bandwidth, matmul)
+
+
+def device_name(device: str = "cpu") -> str:
+    """A readable name for ``device``: the GPU's name, or the CPU model with its core count."""
+    import torch
+
+    if "cuda" in str(device):
+        return torch.cuda.get_device_name(torch.device(device))
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"CPU {model}, {torch.get_num_threads()} threads"
+
+
+def spec_for_gpu(gpu_name: str) -> HardwareSpec | None:
+    """The :data:`~course_lib.specs.HARDWARE` row matching a CUDA device name, or None.
+
+    >>> spec_for_gpu("NVIDIA H100 80GB HBM3").name
+    'H100 SXM'
+    """
+    name = gpu_name.upper()
+    rules = [
+        (("H200",), "H200 SXM"),
+        (("H100", "PCIE"), "H100 PCIe"),
+        (("H100",), "H100 SXM"),
+        (("A100", "40GB"), "A100 40GB SXM"),
+        (("A100",), "A100 80GB SXM"),
+        (("L4",), "L4"),
+        (("4090",), "RTX 4090"),
+        (("T4",), "T4"),
+        (("MI300X",), "MI300X"),
+    ]
+    for words, key in rules:
+        if all(w in name for w in words) and key in HARDWARE:
+            if words == ("L4",) and "L40" in name:
+                continue
+            return HARDWARE[key]
+    return None

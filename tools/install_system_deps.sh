@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Install the system pieces the site build and the browser tests need, only when missing.
+#
+#   bash tools/install_system_deps.sh                 chromium + bubblewrap (apt) and MathJax (npm)
+#   bash tools/install_system_deps.sh --mathjax-only  only MathJax (what `python -m tools.site` needs)
+#
+# Idempotent and quiet when everything is present. Safe to run as root on a fresh Debian
+# machine with no browser: it uses Debian's own `chromium` package (never a browser download
+# by Playwright) and npm's `mathjax@3`, which is served from the site itself, because no CDN is
+# reachable on the course machines or in many classrooms.
+#
+# MathJax goes into .cache/mathjax/ (ignored by git); tools/site.py copies the few files a page
+# needs from there into the built site.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MATHJAX_PREFIX="$ROOT/.cache/mathjax"
+MATHJAX_MARK="$MATHJAX_PREFIX/node_modules/mathjax/es5/tex-mml-chtml.js"
+MATHJAX_VERSION="3.2.2"
+
+mathjax_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --mathjax-only) mathjax_only=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "install_system_deps.sh: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+fi
+
+apt_updated=0
+apt_install() {
+  # apt_install PACKAGE... : install Debian packages (apt-get update once per run).
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install_system_deps.sh: apt-get not found; install these by hand: $*" >&2
+    exit 1
+  fi
+  if [ "$apt_updated" -eq 0 ]; then
+    echo "install_system_deps.sh: apt-get update"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  echo "install_system_deps.sh: apt-get install $*"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if [ "$mathjax_only" -eq 0 ]; then
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+  # Fonts so that screenshots show text (a bare machine may have none).
+  [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt_install "${missing[@]}"
+  fi
+fi
+
+if [ ! -f "$MATHJAX_MARK" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
+  mkdir -p "$MATHJAX_PREFIX"
+  echo "install_system_deps.sh: npm install mathjax@$MATHJAX_VERSION into .cache/mathjax"
+  npm install --prefix "$MATHJAX_PREFIX" --no-audit --no-fund --no-save --silent \
+    "mathjax@$MATHJAX_VERSION" >/dev/null
+  if [ ! -f "$MATHJAX_MARK" ]; then
+    echo "install_system_deps.sh: npm finished but $MATHJAX_MARK is missing" >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,323 @@
+"""The instructor's pipeline: release, autograde, feedback, grades, report.
+
+Everything runs through nbgrader's own Python API (``nbgrader.apps.NbGraderAPI``) in one
+process, so nbgrader's start-up is paid once, not once per student and command.
+
+    python -m tools.pipeline demo        # everything below, then the solutions site
+    python -m tools.pipeline release     # source/ -> release/ (reference files kept out)
+    python -m tools.pipeline autograde   # submitted/ -> autograded/ + gradebook.db
+    python -m tools.pipeline report      # feedback/ HTML, grades.csv, score table
+
+A submission that cannot be graded (broken JSON, dead kernel, ...) is reported in the table
+and the CSV; the batch goes on and the command still succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from tools.samples import ROOT, available_labs, write_samples
+
+#: Files of source/<lab>/ that graders need but students must not see.
+REFERENCE_DIRS = ("ref",)
+
+
+def _ensure_venv_on_path() -> None:
+    # nbgrader runs `alembic` from PATH when it creates the gradebook; without the venv's
+    # bin/ on PATH that fails and leaves a half-made database.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def make_api(root: Path = ROOT, for_release: bool = False):  # -> NbGraderAPI
+    """An NbGraderAPI configured by ``root/nbgrader_config.py``.
+
+    With ``for_release=True`` the reference folders are added to ``CourseDirectory.ignore``
+    so that ``generate_assignment`` leaves them out of release/; autograde must *not* ignore
+    them, because it copies the source's files next to the student's notebook.
+    """
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    _ensure_venv_on_path()
+    config = Config()
+    config.merge(PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config())
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = "sqlite:///" + str(root / "gradebook.db")
+    if for_release:
+        config.CourseDirectory.ignore = list(config.CourseDirectory.ignore) + list(REFERENCE_DIRS)
+    coursedir = CourseDirectory(config=config)
+    return NbGraderAPI(coursedir=coursedir, config=config)
+
+
+def release(root: Path = ROOT) -> list[str]:
+    """Generate release/<lab>/ for every lab in source/. Raises if nbgrader fails."""
+    api = make_api(root, for_release=True)
+    labs = available_labs(root)
+    for lab in labs:
+        result = api.generate_assignment(lab, force=True, create=True)
+        if not result["success"]:
+            raise RuntimeError(f"generate_assignment {lab} failed:\n{result.get('error') or result.get('log')}")
+        leaked = [d for d in REFERENCE_DIRS if (root / "release" / lab / d).exists()]
+        if leaked:
+            raise RuntimeError(f"reference files leaked into release/{lab}: {leaked}")
+    return labs
+
+
+@dataclass
+class GradeRun:
+    """The outcome of autograding one submission."""
+
+    student: str
+    lab: str
+    success: bool
+    seconds: float
+    error: str = ""
+
+
+def submissions(root: Path = ROOT) -> list[tuple[str, str]]:
+    """(student, lab) pairs found in submitted/, sorted."""
+    pairs = []
+    for student_dir in sorted((root / "submitted").iterdir()) if (root / "submitted").exists() else []:
+        if not student_dir.is_dir():
+            continue
+        for lab_dir in sorted(student_dir.iterdir()):
+            if lab_dir.is_dir() and lab_dir.name in available_labs(root):
+                pairs.append((student_dir.name, lab_dir.name))
+    return pairs
+
+
+def _short_error(result: dict) -> str:
+    text = (result.get("error") or "") + "\n" + (result.get("log") or "")
+    for pattern in (r"(NotJSONError[^\n]*)", r"(DeadKernelError[^\n]*)", r"(CellTimeoutError[^\n]*)",
+                    r"\[ERROR\] ([^\n]+)"):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(1).strip()[:200]
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "unknown error"
+
+
+def autograde(root: Path = ROOT, pairs: list[tuple[str, str]] | None = None,
+              verbose: bool = True) -> list[GradeRun]:
+    """Autograde submissions one by one in this process; a failure never stops the batch."""
+    api = make_api(root)
+    pairs = submissions(root) if pairs is None else pairs
+    runs = []
+    for i, (student, lab) in enumerate(pairs, 1):
+        start = time.perf_counter()
+        try:
+            result = api.autograde(lab, student, force=True, create=True)
+        except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the batch
+            result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
+        seconds = time.perf_counter() - start
+        run = GradeRun(student, lab, bool(result["success"]), seconds,
+                       "" if result["success"] else _short_error(result))
+        runs.append(run)
+        if verbose:
+            status = "ok" if run.success else f"FAILED ({run.error})"
+            print(f"  [{i}/{len(pairs)}] autograde {lab} / {student}: {seconds:.1f} s, {status}", flush=True)
+    return runs
+
+
+def feedback(root: Path = ROOT, labs: list[str] | None = None) -> None:
+    """Write feedback/<student>/<lab>/<lab>.html (hidden tests cleared) for every graded lab."""
+    api = make_api(root)
+    for lab in labs or available_labs(root):
+        if not any((root / "autograded").glob(f"*/{lab}")):
+            continue
+        result = api.generate_feedback(lab, force=True)
+        if not result["success"]:
+            print(f"warning: generate_feedback {lab} failed: {_short_error(result)}", file=sys.stderr)
+
+
+_LIKELY = re.compile(r"Likely mistake: ([^\n]+)")
+
+
+def cell_errors(notebook_path: Path) -> dict[str, str]:
+    """Test-cell grade_id -> the full error ("Name: message") of a failed test cell."""
+    out: dict[str, str] = {}
+    if not notebook_path.exists():
+        return out
+    nb = nbformat.read(notebook_path, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("grade"):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                out[meta["grade_id"]] = f"{output.get('ename')}: {output.get('evalue')}"
+                break
+    return out
+
+
+def named_mistakes(notebook_path: Path) -> dict[str, str]:
+    """Test-cell grade_id -> the mistake its failure names (or the error's first line)."""
+    out = {}
+    for grade_id, text in cell_errors(notebook_path).items():
+        m = _LIKELY.search(text)
+        if text.startswith("NotImplementedError"):
+            out[grade_id] = "not answered (NotImplementedError)"
+        else:
+            out[grade_id] = m.group(1) if m else text.splitlines()[0][:160]
+    return out
+
+
+@dataclass
+class GradeRow:
+    """One student's result for one lab."""
+
+    student: str
+    lab: str
+    status: str
+    auto_score: float = 0.0
+    auto_max: float = 0.0
+    manual_max: float = 0.0
+    seconds: float = 0.0
+    failed_tests: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.auto_score / self.auto_max if self.auto_max else 0.0
+
+
+def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None) -> list[GradeRow]:
+    """Scores per (student, lab) from the gradebook, with the named mistakes of failed tests."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    timing = {(r.student, r.lab): r for r in runs or []}
+    rows = []
+    with Gradebook("sqlite:///" + str(root / "gradebook.db")) as gb:
+        for student, lab in submissions(root):
+            run = timing.get((student, lab))
+            row = GradeRow(student, lab, "graded", seconds=run.seconds if run else 0.0)
+            try:
+                nb = gb.find_submission_notebook(lab, lab, student)
+            except MissingEntry:
+                nb = None
+            if run is not None and not run.success:
+                row.status = f"not graded: {run.error}"
+            elif nb is None:
+                row.status = "not graded"
+            if nb is not None and (run is None or run.success):
+                for grade in nb.grades:
+                    d = grade.to_dict()
+                    if d["cell_type"] == "code":
+                        row.auto_max += d["max_score"]
+                        row.auto_score += d["auto_score"] or 0.0
+                    else:
+                        row.manual_max += d["max_score"]
+                row.failed_tests = named_mistakes(root / "autograded" / student / lab / f"{lab}.ipynb")
+            else:
+                # still report the points the lab is worth
+                try:
+                    assignment = gb.find_assignment(lab)
+                    for notebook in assignment.notebooks:
+                        for cell in notebook.grade_cells:
+                            if cell.cell_type == "code":
+                                row.auto_max += cell.max_score
+                            else:
+                                row.manual_max += cell.max_score
+                except MissingEntry:
+                    pass
+            rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[GradeRow], path: Path) -> None:
+    """grades.csv: one row per student and lab, with the named mistakes."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "lab", "status", "autograded_points", "autograded_max",
+                         "autograded_percent", "manual_points_max", "grading_seconds", "failed_tests"])
+        for r in rows:
+            mistakes = "; ".join(f"{k}: {v}" for k, v in sorted(r.failed_tests.items()))
+            writer.writerow([r.student, r.lab, r.status, f"{r.auto_score:g}", f"{r.auto_max:g}",
+                             f"{r.percent:.1f}", f"{r.manual_max:g}", f"{r.seconds:.2f}", mistakes])
+
+
+def format_table(rows: list[GradeRow]) -> str:
+    """The score table printed at the end of the demo."""
+    lines = [f"{'student':<12} {'lab':<20} {'autograded':>12} {'%':>6} {'manual':>7} {'time':>7}  status / named mistakes",
+             "-" * 110]
+    for r in rows:
+        lines.append(f"{r.student:<12} {r.lab:<20} {r.auto_score:>5g} / {r.auto_max:<4g} {r.percent:>6.1f} "
+                     f"{'+' + format(r.manual_max, 'g'):>7} {r.seconds:>6.1f}s  {r.status}")
+        for test, mistake in sorted(r.failed_tests.items()):
+            lines.append(f"{'':>48}- {test}: {mistake}")
+    return "\n".join(lines)
+
+
+def report(root: Path = ROOT, runs: list[GradeRun] | None = None) -> list[GradeRow]:
+    """Feedback HTML, grades.csv and the score table."""
+    feedback(root)
+    rows = collect_grades(root, runs)
+    write_csv(rows, root / "grades.csv")
+    print(format_table(rows))
+    print("\n'manual' = points of written answers, graded by hand in the formgrader.")
+    print(f"grades: {(root / 'grades.csv').relative_to(root)}; feedback: feedback/<student>/<lab>/<lab>.html")
+    return rows
+
+
+def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
+    """The main job: release, sample submissions, autograde, feedback, grades, site."""
+    t0 = time.perf_counter()
+    print("1. release: source/ -> release/")
+    for lab in release(root):
+        print(f"   release/{lab}/")
+    print("2. sample submissions -> submitted/")
+    for path in write_samples(root):
+        print(f"   {path.relative_to(root)}")
+    print("3. autograde (one nbgrader process for the whole batch)")
+    runs = autograde(root)
+    if runs:
+        per = sum(r.seconds for r in runs) / len(runs)
+        print(f"   {len(runs)} submissions, {per:.1f} s per submission on average")
+    print("4. feedback, grades.csv and scores")
+    rows = report(root, runs)
+    if site:
+        try:
+            from tools import site as site_tool
+        except ImportError:
+            print("5. solutions site: tools/site.py not present, skipped")
+        else:
+            print("5. solutions site -> build/site/")
+            site_tool.main([])
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["demo", "release", "samples", "autograde", "report"])
+    parser.add_argument("--no-site", action="store_true", help="demo: skip building the solutions site")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    if args.command == "demo":
+        demo(ROOT, site=not args.no_site)
+    elif args.command == "release":
+        for lab in release(ROOT):
+            print(f"release/{lab}/")
+    elif args.command == "samples":
+        write_samples(ROOT)
+    elif args.command == "autograde":
+        autograde(ROOT)
+    elif args.command == "report":
+        report(ROOT)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

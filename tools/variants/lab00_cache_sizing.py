@@ -1,0 +1,234 @@
+"""Lab 00 variants: correct answers written differently, and realistic mistakes.
+
+Format: tools/variants/README.md.
+"""
+
+LAB = "lab00_cache_sizing"
+
+CORRECT: dict[str, dict[str, str]] = {
+    # everything through NumPy int64 (no overflow at these sizes) and math.prod
+    "numpy_prod": {
+        "kv_bytes_per_token": '''
+import numpy as np
+def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
+    if min(n_layers, n_kv_heads, head_dim, bytes_per_elem) < 0:
+        raise ValueError("sizes must be non-negative")
+    return int(np.prod([2, n_layers, n_kv_heads, head_dim], dtype=np.int64)) * bytes_per_elem
+''',
+        "kv_cache_bytes": '''
+def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size, bytes_per_elem):
+    import math
+    if min(seq_len, batch_size) < 0:
+        raise ValueError("negative")
+    return math.prod([int(x) for x in (2, n_layers, n_kv_heads, head_dim, seq_len, batch_size)]) * bytes_per_elem
+''',
+        "preallocation_waste": '''
+import numpy as np
+def preallocation_waste(max_seq_len, actual_lens):
+    lens = np.asarray(actual_lens, dtype=np.float64)
+    if lens.size == 0 or (lens < 0).any() or (lens > max_seq_len).any():
+        raise ValueError("bad lengths")
+    return float(np.mean(1 - lens / max_seq_len))
+''',
+    },
+    # explicit loops, floats converted back to int, Fraction for exact floors
+    "loops_fractions": {
+        "kv_bytes_per_token": '''
+def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
+    total = 1
+    for x in (n_layers, n_kv_heads, head_dim):
+        if x < 0:
+            raise ValueError(f"negative size {x}")
+        total *= int(x)
+    if bytes_per_elem < 0:
+        raise ValueError("negative bytes_per_elem")
+    return round(2 * total * bytes_per_elem)
+''',
+        "max_context_len": '''
+from fractions import Fraction
+import math
+def max_context_len(mem_bytes, weight_bytes, n_layers, n_kv_heads, head_dim, batch_size, bytes_per_elem):
+    per_step = Fraction(kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem)) * int(batch_size)
+    return max(0, math.floor(Fraction(int(mem_bytes) - int(weight_bytes)) / per_step))
+''',
+        "gpus_to_hold_weights": '''
+from fractions import Fraction
+import math
+def gpus_to_hold_weights(n_params, bytes_per_param, gpu_mem_bytes):
+    return math.ceil(Fraction(int(n_params)) * Fraction(bytes_per_param) / int(gpu_mem_bytes))
+''',
+        "max_batch_size": '''
+def max_batch_size(gpu_mem_bytes, weight_bytes, per_seq_cache_bytes, tp_degree=1):
+    batch = 0
+    budget = int(tp_degree) * int(gpu_mem_bytes) - int(weight_bytes)
+    return max(0, budget // int(per_seq_cache_bytes))
+''',
+        "max_batch_size_tp": '''
+from fractions import Fraction
+import math
+def max_batch_size_tp(gpu_mem_bytes, weight_bytes, per_seq_cache_bytes, tp_degree, n_kv_heads):
+    free_per_gpu = Fraction(int(gpu_mem_bytes)) - Fraction(int(weight_bytes), int(tp_degree))
+    cache_per_gpu_per_seq = Fraction(int(per_seq_cache_bytes), min(int(tp_degree), int(n_kv_heads)))
+    return max(0, math.floor(free_per_gpu / cache_per_gpu_per_seq))
+''',
+        "model_kv_bytes_per_token": '''
+def model_kv_bytes_per_token(spec, bytes_per_elem):
+    if spec.mla_kv_lora_rank is not None:
+        return spec.n_layers * (spec.mla_kv_lora_rank + spec.mla_rope_dim) * bytes_per_elem
+    return 2 * spec.n_layers * spec.n_kv_heads * spec.head_dim * bytes_per_elem
+''',
+        "cache_size_table": '''
+def cache_size_table(names, seq_lens):
+    records = []
+    for name in names:
+        m = model(name)
+        p = 2 * m.n_layers * m.n_kv_heads * m.head_dim * int(dtype_bytes(m.dtype))
+        records.append({"model": name, "per_token": p, **{f"S={S}": p * S for S in seq_lens}})
+    return pd.DataFrame(records).set_index("model")
+''',
+    },
+}
+
+_KV_PER_TOKEN_OK = '''
+def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
+    for v in (n_layers, n_kv_heads, head_dim, bytes_per_elem):
+        if v < 0:
+            raise ValueError("negative")
+    return 2 * int(n_layers) * int(n_kv_heads) * int(head_dim) * BYTES
+'''
+
+MUTANTS: list[dict] = [
+    {"name": "bits_not_bytes",
+     "cells": {"kv_bytes_per_token": _KV_PER_TOKEN_OK.replace("BYTES", "(8 * bytes_per_elem)")},
+     "fails": ["test_kv_bytes_per_token"], "message": "bits instead of bytes"},
+    {"name": "missing_factor_2",
+     "cells": {"kv_bytes_per_token": _KV_PER_TOKEN_OK.replace("2 * int(n_layers)", "int(n_layers)")
+               .replace("BYTES", "bytes_per_elem")},
+     "fails": ["test_kv_bytes_per_token"], "message": "factor 2"},
+    {"name": "int32_overflow",
+     "cells": {"kv_bytes_per_token": '''
+def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
+    if min(n_layers, n_kv_heads, head_dim, bytes_per_elem) < 0:
+        raise ValueError("negative")
+    return 2 * n_layers * n_kv_heads * head_dim * bytes_per_elem
+'''},
+     "fails": ["test_kv_bytes_per_token"], "message": "int32 overflow"},
+    {"name": "no_negative_check",
+     "cells": {"kv_bytes_per_token": '''
+def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
+    return 2 * int(n_layers) * int(n_kv_heads) * int(head_dim) * bytes_per_elem
+'''},
+     "fails": ["test_kv_bytes_per_token"], "message": "expected it to raise ValueError"},
+    {"name": "batch_forgotten",
+     "cells": {"kv_cache_bytes": '''
+def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size, bytes_per_elem):
+    if seq_len < 0 or batch_size < 0:
+        raise ValueError("negative")
+    return kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem) * int(seq_len)
+'''},
+     "fails": ["test_kv_cache_bytes"], "message": "batch forgotten"},
+    {"name": "all_heads_in_table",
+     "cells": {"cache_size_table": '''
+def cache_size_table(names, seq_lens):
+    rows = {}
+    for name in names:
+        spec = model(name)
+        per_token = kv_bytes_per_token(spec.n_layers, spec.n_heads, spec.head_dim, dtype_bytes(spec.dtype))
+        rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
+    return pd.DataFrame.from_dict(rows, orient="index")
+'''},
+     "fails": ["test_cache_size_table"], "message": "query heads instead of the"},
+    {"name": "d_model_in_table",
+     "cells": {"cache_size_table": '''
+def cache_size_table(names, seq_lens):
+    rows = {}
+    for name in names:
+        spec = model(name)
+        per_token = int(2 * spec.n_layers * spec.d_model * dtype_bytes(spec.dtype))
+        rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
+    return pd.DataFrame.from_dict(rows, orient="index")
+'''},
+     "fails": ["test_cache_size_table"], "message": "d_model"},
+    {"name": "fp16_everywhere",
+     "cells": {"cache_size_table": '''
+def cache_size_table(names, seq_lens):
+    rows = {}
+    for name in names:
+        spec = model(name)
+        per_token = kv_bytes_per_token(spec.n_layers, spec.n_kv_heads, spec.head_dim, 2)
+        rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
+    return pd.DataFrame.from_dict(rows, orient="index")
+'''},
+     "fails": ["test_cache_size_table"], "message": "assumed 2 bytes per number"},
+    {"name": "weights_not_subtracted",
+     "cells": {"max_context_len": '''
+def max_context_len(mem_bytes, weight_bytes, n_layers, n_kv_heads, head_dim, batch_size, bytes_per_elem):
+    return int(mem_bytes) // (kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem) * int(batch_size))
+'''},
+     "fails": ["test_max_context_len"], "message": "weights not subtracted"},
+    {"name": "gib_for_gb",
+     "cells": {"max_context_len": '''
+def max_context_len(mem_bytes, weight_bytes, n_layers, n_kv_heads, head_dim, batch_size, bytes_per_elem):
+    mem = int(mem_bytes) / 10**9 * 2**30   # "40 GB" read as 40 GiB
+    free = int(mem) - int(weight_bytes)
+    return max(0, free // (kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem) * int(batch_size)))
+'''},
+     "fails": ["test_max_context_len"], "message": "GiB"},
+    {"name": "negative_context",
+     "cells": {"max_context_len": '''
+def max_context_len(mem_bytes, weight_bytes, n_layers, n_kv_heads, head_dim, batch_size, bytes_per_elem):
+    free = int(mem_bytes) - int(weight_bytes)
+    return free // (kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem) * int(batch_size))
+'''},
+     "fails": ["test_max_context_len"], "message": "return 0"},
+    {"name": "floor_gpus",
+     "cells": {"gpus_to_hold_weights": '''
+def gpus_to_hold_weights(n_params, bytes_per_param, gpu_mem_bytes):
+    return int(n_params * bytes_per_param // gpu_mem_bytes)
+'''},
+     "fails": ["test_gpus_to_hold_weights"], "message": "rounded down"},
+    {"name": "ceil_context",
+     "cells": {"max_context_len": '''
+import math
+def max_context_len(mem_bytes, weight_bytes, n_layers, n_kv_heads, head_dim, batch_size, bytes_per_elem):
+    free = int(mem_bytes) - int(weight_bytes)
+    if free <= 0:
+        return 0
+    return math.ceil(free / (kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem) * int(batch_size)))
+'''},
+     "fails": ["test_max_context_len"], "message": "rounded"},
+    {"name": "tp_weights_on_every_gpu",
+     "cells": {"max_batch_size": '''
+def max_batch_size(gpu_mem_bytes, weight_bytes, per_seq_cache_bytes, tp_degree=1):
+    free = int(tp_degree) * (int(gpu_mem_bytes) - int(weight_bytes))
+    return max(0, free // int(per_seq_cache_bytes))
+'''},
+     "fails": ["test_max_batch_size"], "message": "weights subtracted on every GPU"},
+    {"name": "tp_no_replication",
+     "cells": {"max_batch_size_tp": '''
+def max_batch_size_tp(gpu_mem_bytes, weight_bytes, per_seq_cache_bytes, tp_degree, n_kv_heads):
+    return max(0, (int(tp_degree) * int(gpu_mem_bytes) - int(weight_bytes)) // int(per_seq_cache_bytes))
+'''},
+     "fails": ["test_max_batch_size_tp"], "message": "cache split over"},
+    {"name": "mla_factor_2",
+     "cells": {"model_kv_bytes_per_token": '''
+def model_kv_bytes_per_token(spec, bytes_per_elem):
+    if spec.attention == "MLA":
+        return 2 * spec.n_layers * (spec.mla_kv_lora_rank + spec.mla_rope_dim) * bytes_per_elem
+    return kv_bytes_per_token(spec.n_layers, spec.n_kv_heads, spec.head_dim, bytes_per_elem)
+'''},
+     "fails": ["test_model_kv_bytes_per_token"], "message": "no factor 2"},
+    {"name": "used_fraction",
+     "cells": {"preallocation_waste": '''
+def preallocation_waste(max_seq_len, actual_lens):
+    lens = list(actual_lens)
+    if not lens or min(lens) < 0 or max(lens) > max_seq_len:
+        raise ValueError("bad lengths")
+    return sum(lens) / (max_seq_len * len(lens))
+'''},
+     "fails": ["test_preallocation_waste"], "message": "used fraction"},
+]
+
+# Mistakes in different functions that do not cascade into each other's tests.
+SAMPLE_MISTAKES: list[str] = ["all_heads_in_table", "weights_not_subtracted", "floor_gpus",
+                              "tp_no_replication", "used_fraction"]

@@ -1,0 +1,349 @@
+"""Lab 01 variants: correct alternatives (the calibration set) and realistic mistakes.
+
+Format: see tools/variants/README.md. Cell code is complete (what a student's cell would hold).
+``course_lib.references`` also runs the attention/cache/forward mutants to store their outputs
+in the reference file, so that the hidden tests can name the mistake behind a wrong answer.
+"""
+
+from __future__ import annotations
+
+LAB = "lab01_kv_cache"
+
+# ---------------------------------------------------------------------------------------------
+# Base cells (the source solution, restated) from which the mutants are made by one edit each.
+# ---------------------------------------------------------------------------------------------
+
+ATTENTION = '''\
+def attention(q, k, v, causal=True):
+    B, H, T_q, D = q.shape
+    H_kv, T_k = k.shape[1], k.shape[2]
+    if H % H_kv != 0:
+        raise ValueError(f"H={H} is not a multiple of H_kv={H_kv}")
+    if T_q > T_k:
+        raise ValueError(f"T_q={T_q} > T_k={T_k}")
+    group = H // H_kv
+    k = k.repeat_interleave(group, dim=1)
+    v = v.repeat_interleave(group, dim=1)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)
+    if causal:
+        past_len = T_k - T_q
+        query_pos = torch.arange(T_q, device=q.device)[:, None] + past_len
+        key_pos = torch.arange(T_k, device=q.device)[None, :]
+        scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v
+'''
+
+KV_CACHE = '''\
+class KVCache:
+    def __init__(self, n_layers, batch_size, n_kv_heads, max_seq_len, head_dim,
+                 dtype=torch.float32, device="cpu"):
+        shape = (n_layers, batch_size, n_kv_heads, max_seq_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.max_seq_len = max_seq_len
+        self.lengths = [0] * n_layers
+
+    def update(self, layer_idx, k_new, v_new):
+        if k_new.shape[0] != self.k.shape[1] or k_new.shape[1] != self.k.shape[2] \\
+                or k_new.shape[3] != self.k.shape[4]:
+            raise ValueError(f"k_new has shape {tuple(k_new.shape)}, does not fit the cache")
+        start = self.lengths[layer_idx]
+        end = start + k_new.shape[2]
+        if end > self.max_seq_len:
+            raise ValueError(f"KV cache overflow: {end} > max_seq_len={self.max_seq_len}")
+        self.k[layer_idx, :, :, start:end] = k_new
+        self.v[layer_idx, :, :, start:end] = v_new
+        self.lengths[layer_idx] = end
+        return self.k[layer_idx, :, :, :end], self.v[layer_idx, :, :, :end]
+
+    def seq_len(self, layer_idx=0):
+        return self.lengths[layer_idx]
+
+    def reset(self):
+        self.lengths = [0] * len(self.lengths)
+'''
+
+FORWARD = '''\
+def forward(model, idx, cache=None):
+    B, T = idx.shape
+    past_len = cache.seq_len(0) if cache is not None else 0
+    positions = torch.arange(past_len, past_len + T, device=idx.device)
+    x = model.embed(idx)
+    for layer, block in enumerate(model.blocks):
+        q, k, v = block.qkv(block.attn_norm(x))
+        q = model.rope(q, positions)
+        k = model.rope(k, positions)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        x = x + block.out(attention(q, k, v, causal=True))
+        x = x + block.mlp(block.mlp_norm(x))
+    return model.logits(x)
+'''
+
+GENERATE = '''\
+def generate(model, prompt_ids, max_new_tokens, use_cache=True):
+    ids = prompt_ids
+    with torch.no_grad():
+        if use_cache:
+            B, T0 = prompt_ids.shape
+            cache = KVCache(model.n_layers, B, model.n_kv_heads, T0 + max_new_tokens, model.head_dim)
+            logits = forward(model, prompt_ids, cache)
+            for step in range(max_new_tokens):
+                next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)
+                ids = torch.cat([ids, next_id], dim=1)
+                if step < max_new_tokens - 1:
+                    logits = forward(model, next_id, cache)
+        else:
+            for _ in range(max_new_tokens):
+                next_id = forward(model, ids)[:, -1, :].argmax(dim=-1, keepdim=True)
+                ids = torch.cat([ids, next_id], dim=1)
+    return ids
+'''
+
+
+def _edit(base: str, old: str, new: str) -> str:
+    if base.count(old) != 1:
+        raise ValueError(f"variant edit does not apply exactly once: {old!r}")
+    return base.replace(old, new)
+
+
+# ---------------------------------------------------------------------------------------------
+# Correct alternatives: the calibration set. Each must get every autograded point.
+# ---------------------------------------------------------------------------------------------
+
+_CHECKS = '''\
+    B, H, T_q, D = q.shape
+    H_kv, T_k = k.shape[1], k.shape[2]
+    if H % H_kv or T_q > T_k:
+        raise ValueError(f"bad shapes: q {tuple(q.shape)}, k {tuple(k.shape)}")
+'''
+
+ATTN_EINSUM = '''\
+def attention(q, k, v, causal=True):
+''' + _CHECKS + '''\
+    g = H // H_kv
+    qg = q.reshape(B, H_kv, g, T_q, D)
+    s = torch.einsum("bhgqd,bhkd->bhgqk", qg, k) * D ** -0.5
+    if causal:
+        keep = torch.ones(T_q, T_k, dtype=torch.bool).tril(diagonal=T_k - T_q)
+        s = s.masked_fill(~keep, float("-inf"))
+    w = s.softmax(dim=-1)
+    return torch.einsum("bhgqk,bhkd->bhgqd", w, v).reshape(B, H, T_q, D)
+'''
+
+ATTN_FLOAT64 = '''\
+def attention(q, k, v, causal=True):
+''' + _CHECKS + '''\
+    q64, k64, v64 = q.double(), k.double(), v.double()
+    k64 = k64.repeat_interleave(H // H_kv, dim=1)
+    v64 = v64.repeat_interleave(H // H_kv, dim=1)
+    s = q64 @ k64.transpose(-1, -2) / math.sqrt(D)
+    if causal:
+        i = torch.arange(T_q).view(-1, 1) + (T_k - T_q)
+        j = torch.arange(T_k).view(1, -1)
+        s = torch.where(j <= i, s, torch.tensor(float("-inf"), dtype=s.dtype))
+    s = s - s.max(dim=-1, keepdim=True).values
+    e = s.exp()
+    return ((e / e.sum(dim=-1, keepdim=True)) @ v64).to(q.dtype)
+'''
+
+ATTN_SDPA_MASK = '''\
+def attention(q, k, v, causal=True):
+''' + _CHECKS + '''\
+    k = k.repeat_interleave(H // H_kv, dim=1)
+    v = v.repeat_interleave(H // H_kv, dim=1)
+    mask = None
+    if causal:
+        mask = torch.arange(T_k)[None, :] <= torch.arange(T_q)[:, None] + (T_k - T_q)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+'''
+
+ATTN_HEAD_LOOP = '''\
+def attention(q, k, v, causal=True):
+''' + _CHECKS + '''\
+    out = torch.empty_like(q)
+    past = T_k - T_q
+    for b in range(B):
+        for h in range(H):
+            kh = k[b, h // (H // H_kv)]
+            vh = v[b, h // (H // H_kv)]
+            s = q[b, h] @ kh.T / math.sqrt(D)
+            if causal:
+                for i in range(T_q):
+                    s[i, past + i + 1:] = float("-inf")
+            out[b, h] = torch.softmax(s, dim=-1) @ vh
+    return out
+'''
+
+KV_CACHE_LISTS = '''\
+class KVCache:
+    def __init__(self, n_layers, batch_size, n_kv_heads, max_seq_len, head_dim,
+                 dtype=torch.float32, device="cpu"):
+        self.max_len = max_seq_len
+        self.keys = [torch.empty(batch_size, n_kv_heads, max_seq_len, head_dim, dtype=dtype, device=device)
+                     for _ in range(n_layers)]
+        self.values = [torch.empty_like(t) for t in self.keys]
+        self.pos = {i: 0 for i in range(n_layers)}
+        self.shape = (batch_size, n_kv_heads, head_dim)
+
+    def update(self, layer_idx, k_new, v_new):
+        b, h, t, d = k_new.shape
+        if (b, h, d) != self.shape or v_new.shape != k_new.shape:
+            raise ValueError("k_new / v_new do not match the cache")
+        p = self.pos[layer_idx]
+        if p + t > self.max_len:
+            raise ValueError("KV cache is full")
+        self.keys[layer_idx][:, :, p:p + t].copy_(k_new)
+        self.values[layer_idx][:, :, p:p + t].copy_(v_new)
+        self.pos[layer_idx] = p + t
+        return self.keys[layer_idx].narrow(2, 0, p + t), self.values[layer_idx].narrow(2, 0, p + t)
+
+    def seq_len(self, layer_idx=0):
+        return self.pos[layer_idx]
+
+    def reset(self):
+        for i in self.pos:
+            self.pos[i] = 0
+'''
+
+FORWARD_LOCAL_POS = '''\
+def forward(model, idx, cache=None):
+    start = 0 if cache is None else cache.seq_len()
+    pos = start + torch.arange(idx.shape[1])
+    h = model.embed(idx)
+    for i in range(model.n_layers):
+        blk = model.blocks[i]
+        q, k, v = blk.qkv(blk.attn_norm(h))
+        q, k = model.rope(q, pos), model.rope(k, pos)
+        if cache is not None:
+            k, v = cache.update(i, k, v)
+        h = h + blk.out(attention(q, k, v))
+        h = h + blk.mlp(blk.mlp_norm(h))
+    return model.logits(h)
+'''
+
+GENERATE_WHILE = '''\
+@torch.no_grad()
+def generate(model, prompt_ids, max_new_tokens, use_cache=True):
+    out = prompt_ids.clone()
+    cache = None
+    if use_cache:
+        cache = KVCache(model.n_layers, out.shape[0], model.n_kv_heads,
+                        out.shape[1] + max_new_tokens, model.head_dim)
+    feed = out
+    while out.shape[1] < prompt_ids.shape[1] + max_new_tokens:
+        logits = forward(model, feed, cache)
+        nxt = torch.argmax(logits[:, -1], dim=-1).unsqueeze(1)
+        out = torch.cat((out, nxt), dim=1)
+        feed = nxt if use_cache else out
+    return out
+'''
+
+CORRECT: dict[str, dict[str, str]] = {
+    "einsum_grouped": {"attention": ATTN_EINSUM},
+    "float64_inside": {"attention": ATTN_FLOAT64},
+    "sdpa_explicit_mask": {"attention": ATTN_SDPA_MASK},
+    "loop_over_heads": {"attention": ATTN_HEAD_LOOP},
+    "list_cache_narrow_forward_while": {"kv_cache": KV_CACHE_LISTS, "forward": FORWARD_LOCAL_POS,
+                                        "generate": GENERATE_WHILE},
+}
+
+# The subset of CORRECT that replaces attention (the calibration report's rows).
+CORRECT_ATTENTION = ["einsum_grouped", "float64_inside", "sdpa_explicit_mask", "loop_over_heads"]
+
+# ---------------------------------------------------------------------------------------------
+# Realistic mistakes
+# ---------------------------------------------------------------------------------------------
+
+MUTANTS: list[dict] = [
+    {"name": "no_scale",
+     "cells": {"attention": _edit(ATTENTION, " / math.sqrt(D)", "")},
+     "fails": ["test_attention", "test_forward", "test_generate"],
+     "message": "not divided by sqrt(D)"},
+    {"name": "mask_not_offset",
+     "cells": {"attention": _edit(ATTENTION, "past_len = T_k - T_q", "past_len = 0")},
+     "fails": ["test_attention", "test_forward", "test_generate"],
+     "message": "decode step attends only to the first key: causal mask not offset"},
+    {"name": "sdpa_is_causal",
+     "cells": {"attention": _edit(ATTENTION, "    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)\n",
+                                  "    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)\n"
+                                  "    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)\n")},
+     "fails": ["test_attention", "test_forward", "test_generate"],
+     "message": "is_causal=True"},
+    {"name": "softmax_wrong_axis",
+     "cells": {"attention": _edit(ATTENTION, "torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=-2)")},
+     "fails": ["test_attention", "test_forward", "test_generate"],
+     "message": "softmax over the wrong axis"},
+    {"name": "gqa_repeat",
+     "cells": {"attention": _edit(_edit(ATTENTION, "k = k.repeat_interleave(group, dim=1)",
+                                        "k = k.repeat(1, group, 1, 1)"),
+                                  "v = v.repeat_interleave(group, dim=1)", "v = v.repeat(1, group, 1, 1)")},
+     "fails": ["test_attention", "test_forward", "test_generate"],
+     "message": "repeat instead of repeat_interleave"},
+    {"name": "cache_not_appended",
+     "cells": {"kv_cache": _edit(KV_CACHE, "        self.lengths[layer_idx] = end\n", "")},
+     "fails": ["test_kv_cache", "test_forward", "test_generate"],
+     "message": "not appended"},
+    {"name": "whole_buffer",
+     "cells": {"kv_cache": _edit(KV_CACHE, "return self.k[layer_idx, :, :, :end], self.v[layer_idx, :, :, :end]",
+                                 "return self.k[layer_idx], self.v[layer_idx]")},
+     "fails": ["test_kv_cache", "test_forward", "test_generate"],
+     "message": "whole buffer"},
+    {"name": "torch_cat_cache",
+     "cells": {"kv_cache": '''\
+class KVCache:
+    def __init__(self, n_layers, batch_size, n_kv_heads, max_seq_len, head_dim,
+                 dtype=torch.float32, device="cpu"):
+        self.max_seq_len = max_seq_len
+        self.k = [torch.zeros(batch_size, n_kv_heads, 0, head_dim, dtype=dtype, device=device)
+                  for _ in range(n_layers)]
+        self.v = [t.clone() for t in self.k]
+        self.shape = (batch_size, n_kv_heads, head_dim)
+
+    def update(self, layer_idx, k_new, v_new):
+        b, h, t, d = k_new.shape
+        if (b, h, d) != self.shape:
+            raise ValueError("shape mismatch")
+        if self.k[layer_idx].shape[2] + t > self.max_seq_len:
+            raise ValueError("overflow")
+        self.k[layer_idx] = torch.cat([self.k[layer_idx], k_new], dim=2)
+        self.v[layer_idx] = torch.cat([self.v[layer_idx], v_new], dim=2)
+        return self.k[layer_idx], self.v[layer_idx]
+
+    def seq_len(self, layer_idx=0):
+        return self.k[layer_idx].shape[2]
+
+    def reset(self):
+        self.k = [t[:, :, :0] for t in self.k]
+        self.v = [t[:, :, :0] for t in self.v]
+'''},
+     "fails": ["test_kv_cache"],
+     "message": "not views of a preallocated buffer"},
+    {"name": "overflow_truncates",
+     "cells": {"kv_cache": _edit(KV_CACHE, '''        if end > self.max_seq_len:
+            raise ValueError(f"KV cache overflow: {end} > max_seq_len={self.max_seq_len}")
+''', '''        end = min(end, self.max_seq_len)
+        k_new, v_new = k_new[:, :, :end - start], v_new[:, :, :end - start]
+''')},
+     "fails": ["test_kv_cache"],
+     "message": "did not raise ValueError"},
+    {"name": "positions_restart",
+     "cells": {"forward": _edit(FORWARD, "positions = torch.arange(past_len, past_len + T, device=idx.device)",
+                                "positions = torch.arange(T, device=idx.device)")},
+     "fails": ["test_forward", "test_generate"],
+     "message": "positions restart at 0"},
+    {"name": "generate_first_position",
+     "cells": {"generate": _edit(GENERATE, "next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)",
+                                 "next_id = logits[:, 0, :].argmax(dim=-1, keepdim=True)")},
+     "fails": ["test_generate"],
+     "message": "differ"},
+]
+
+# Attention mutants (their outputs are stored per attention case) and the mutants whose forward
+# logits are stored (the forward test names them).
+ATTENTION_MUTANTS = ["no_scale", "mask_not_offset", "sdpa_is_causal", "softmax_wrong_axis", "gqa_repeat"]
+FORWARD_MUTANTS = ATTENTION_MUTANTS + ["cache_not_appended", "whole_buffer", "positions_restart"]
+
+SAMPLE_MISTAKES: list[str] = ["mask_not_offset", "cache_not_appended", "positions_restart",
+                              "generate_first_position"]
