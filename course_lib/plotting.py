@@ -87,12 +87,6 @@ def plot_speedup(lengths, measured, predicted=None, *, ax=None, title: str | Non
 # Roofline plots (Lab 02)
 # ============================================================================================
 
-#: A device for :func:`plot_roofline`: ``(label, peak FLOP/s, bandwidth bytes/s)``, a
-#: :class:`course_lib.specs.HardwareSpec` (dense fp16/bf16 peak) or any object with
-#: ``name``, ``peak_flops`` and ``mem_bandwidth`` (a measured ``MachineRoofline``).
-RooflineDevice = object
-
-
 def _roof_of(device: object) -> tuple[str, float, float]:
     """(label, peak FLOP/s, bandwidth B/s) of a device given in any accepted form."""
     from .specs import HardwareSpec
@@ -121,11 +115,15 @@ def _point_of(point: object) -> tuple[str, float, float, str]:
                     f"label/intensity/flops[/group]; got {type(point).__name__}")
 
 
-def plot_roofline(devices, points=(), *, ax=None, intensity_range: tuple[float, float] | None = None,
-                  title: str | None = None, annotate_points: bool = True):  # -> Axes
+def plot_roofline(devices: list | tuple, points: list | tuple = (), *, ax=None,
+                  intensity_range: tuple[float, float] | None = None, title: str | None = None,
+                  annotate_points: bool = True):  # -> Axes
     """Draw rooflines of several devices, mark their ridge points, and place measured points.
 
-    ``devices``: a sequence of devices (see :data:`RooflineDevice`). Each roof is
+    ``devices``: a sequence of devices, each ``(label, peak FLOP/s, bandwidth bytes/s)``, a
+    :class:`course_lib.specs.HardwareSpec` (its dense fp16/bf16 peak), or an object with
+    ``name``, ``peak_flops`` and ``mem_bandwidth`` (a measured
+    :class:`course_lib.roofline.MachineRoofline`). Each roof is
     ``min(peak, intensity * bandwidth)``, drawn on log-log axes; its ridge point
     (``peak / bandwidth`` FLOP/byte) gets a marker and its value.
 
@@ -138,6 +136,8 @@ def plot_roofline(devices, points=(), *, ax=None, intensity_range: tuple[float, 
     """
     import numpy as np
     from matplotlib.ticker import EngFormatter
+
+    from .units import format_rate
 
     roofs = [_roof_of(d) for d in devices]
     pts = [_point_of(p) for p in points]
@@ -163,11 +163,12 @@ def plot_roofline(devices, points=(), *, ax=None, intensity_range: tuple[float, 
         color = colors[i % len(colors)]
         ridge = peak / bandwidth
         ax.plot(grid, np.minimum(peak, grid * bandwidth), color=color, lw=2,
-                label=f"{label}: {peak / 1e12:.3g} TFLOP/s, {bandwidth / 1e9:.4g} GB/s")
+                label=f"{label}: {format_rate(peak, 'FLOP/s')}, {format_rate(bandwidth, 'B/s')}")
         if lo <= ridge <= hi:
             ax.plot([ridge], [peak], marker="o", ms=8, mfc="white", mec=color, mew=2, ls="none")
+            # stack the labels of nearby ridges instead of printing them on top of each other
             ax.annotate(f"ridge {ridge:.3g} FLOP/B", (ridge, peak), textcoords="offset points",
-                        xytext=(6, 6), fontsize=8, color=color)
+                        xytext=(6, -14 - 12 * i), fontsize=8, color=color)
     markers = ["s", "^", "D", "v", "P", "X"]
     groups: list[str] = []
     for _, _, _, group in pts:
@@ -179,12 +180,19 @@ def plot_roofline(devices, points=(), *, ax=None, intensity_range: tuple[float, 
                    s=45, zorder=5, color=colors[(len(roofs) + g) % len(colors)],
                    edgecolor="black", linewidth=0.5, label=f"measured: {group}" if group else "measured")
         if annotate_points:
-            for label, intensity, flops, _ in mine:
-                ax.annotate(label, (intensity, flops), textcoords="offset points", xytext=(5, -10),
-                            fontsize=7)
+            # labels of one group on one side (alternating sides between groups), and alternately
+            # above and below in order of height, so that points at equal intensity stay readable
+            side = 1 if g % 2 == 0 else -1
+            for k, (label, intensity, flops, _) in enumerate(sorted(mine, key=lambda p: p[2])):
+                ax.annotate(label, (intensity, flops), textcoords="offset points",
+                            xytext=(6 * side, -9 if k % 2 == 0 else 3), fontsize=7,
+                            ha="left" if side > 0 else "right")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
+    ys = [peak for _, peak, _ in roofs] + [f for _, _, f, _ in pts]
+    ys_low = [min(peak, lo * bw) for _, peak, bw in roofs] + [f for _, _, f, _ in pts]
+    ax.set_ylim(min(ys_low) / 2, max(ys) * 2.5)
     ax.yaxis.set_major_formatter(EngFormatter(unit="FLOP/s"))
     ax.set_xlabel("Arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("Performance (FLOP/s)")
@@ -193,7 +201,8 @@ def plot_roofline(devices, points=(), *, ax=None, intensity_range: tuple[float, 
     return ax
 
 
-def plot_intensity_vs_length(lengths, series, ridges=None, *, ax=None, title: str | None = None,
+def plot_intensity_vs_length(lengths: list | tuple | range, series: dict, ridges: dict | None = None,
+                             *, ax=None, title: str | None = None,
                              xlabel: str = "Context length N (tokens)"):  # -> Axes
     """Arithmetic intensity against context length, with devices' ridge points as lines.
 

@@ -148,6 +148,16 @@ def set_exact_fp32() -> None:
     torch.set_float32_matmul_precision("highest")
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
 def device_meta(device: str) -> dict[str, Any]:
     """What a reference must record about where and how it was computed."""
     kind = torch.device(device).type
@@ -155,7 +165,7 @@ def device_meta(device: str) -> dict[str, Any]:
         name = torch.cuda.get_device_name(torch.device(device))
         cuda = torch.version.cuda
     else:
-        name = platform.processor() or platform.machine() or "cpu"
+        name = _cpu_name()
         cuda = None
     return {
         "device": kind,

@@ -100,7 +100,7 @@ class MachineRoofline:
         return self.peak_flops / self.mem_bandwidth
 
     def __str__(self) -> str:
-        return f"{self.name}\n  {self.bandwidth}\n  {self.matmul}\n  ridge {self.ridge:.1f} FLOP/byte"
+        return f"{self.name}\n  {self.bandwidth}\n  {self.matmul}\n  ridge {self.ridge:.3g} FLOP/byte"
 
 
 def _torch_dtype(dtype: Any) -> Any:

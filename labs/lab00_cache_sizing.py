@@ -47,7 +47,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from course_lib.grading import AnswerError, check_int, check_real, describe_call, expect_error
+from course_lib.grading import check_int, check_real, describe_call, expect_error
 from course_lib.specs import HARDWARE, MODELS, model
 from course_lib.units import GB, GiB, dtype_bytes, format_bytes
 
@@ -117,6 +117,7 @@ check_int(kv_bytes_per_token(32, 8, 128, 2), 131_072,
 print("Visible tests passed: 524,288 B per token for Llama-2-7B, 131,072 B for Llama-3-8B.")
 ### BEGIN HIDDEN TESTS
 import warnings as _w
+
 
 def _expected_bpt(L, h, d, s):
     return 2 * int(L) * int(h) * int(d) * s

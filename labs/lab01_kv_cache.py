@@ -160,25 +160,61 @@ def attention(q, k, v, causal=True):
 # computed with TF32 switched off; TF32 alone would put about $10^{-3}$ of error into them.)
 
 # %% tests id=test_attention points=10
-torch.manual_seed(0)
-_q, _k, _v = torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8)
-_out = attention(_q, _k, _v, causal=True)
-if not isinstance(_out, torch.Tensor) or tuple(_out.shape) != (1, 2, 4, 8):
-    raise AnswerError(f"attention(q, k, v) with q, k, v of shape (1, 2, 4, 8) returned "
-                      f"{tuple(_out.shape) if isinstance(_out, torch.Tensor) else type(_out).__name__}; "
-                      f"expected a tensor of shape (1, 2, 4, 8)")
-check_tensor(_out[:, :, :1], _v[:, :, :1], rtol=1e-4,
-             call="attention(q, k, v, causal=True)[:, :, :1] (first query of a full causal call)",
-             known={"no causal mask: the first query may only see key 0": attention(_q, _k, _v, causal=False)[:, :, :1]})
-_qd = torch.randn(1, 2, 1, 8)
-check_tensor(attention(_qd, _k, _v, causal=True), attention(_qd, _k, _v, causal=False),
-             call="attention(q_decode, k, v, causal=True) with T_q=1, T_k=4", rtol=1e-4,
-             known={"decode step attends only to the first key: causal mask not offset by "
-                    "past_len = T_k - T_q?": _v[:, :, :1]})
-_kc = torch.randn(1, 2, 1, 8).expand(1, 2, 4, 8)
-check_tensor(attention(_q, _kc, _v, causal=False), _v.mean(dim=2, keepdim=True).expand(1, 2, 4, 8),
-             call="attention(q, k_all_equal, v, causal=False)", rtol=1e-4)
-print("Visible tests passed.")
+# Trick: with v = identity (one value vector per key, T_k <= D), the output row of query i *is*
+# its attention weights w_i0, w_i1, ... So these tests can look at the weights themselves.
+# A failure is reported at the end of the cell.
+def _attention_weights(q, k, causal):
+    B, H_kv, T_k, D = k.shape
+    v_identity = torch.eye(T_k, D).expand(B, H_kv, T_k, D)
+    out = attention(q, k, v_identity, causal=causal)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(q.shape):
+        raise AnswerError(f"attention(q{tuple(q.shape)}, k{tuple(k.shape)}, v{tuple(k.shape)}) returned "
+                          f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}; "
+                          f"expected a tensor of the shape of q, {tuple(q.shape)}")
+    return out[..., :T_k]
+
+def _visible_attention_tests():
+    torch.manual_seed(0)
+    k = torch.randn(1, 2, 5, 8)
+    w = _attention_weights(torch.randn(1, 4, 5, 8), k, causal=True)  # (1, 4, 5, 5)
+    if not torch.allclose(w.sum(-1), torch.ones(1, 4, 5), atol=1e-5):
+        if torch.allclose(w.sum(-2), torch.ones(1, 4, 5), atol=1e-5):
+            raise AnswerError("each key's weights sum to 1 instead of each query's: softmax over the "
+                              "wrong axis? Normalise over the keys (dim=-1)")
+        raise AnswerError(f"the attention weights of a query do not sum to 1 (sums {w.sum(-1)[0, 0].tolist()})")
+    if w.triu(diagonal=1).abs().max() > 1e-6:
+        raise AnswerError("with causal=True, query i gave weight to keys after position i: causal mask missing?")
+    w_dec = _attention_weights(torch.randn(1, 4, 1, 8), k, causal=True)  # decode: T_q=1, T_k=5
+    if w_dec[..., 1:].abs().max() < 1e-6:
+        raise AnswerError("decode step attends only to the first key: causal mask not offset by past_len = "
+                          "T_k - T_q? (a mask made with tril(T_q, T_k), or scaled_dot_product_attention("
+                          "is_causal=True), is aligned top-left)")
+    if w_dec.min() <= 0:
+        raise AnswerError("a decode step (T_q=1) must give weight to every key: the new token is the last one")
+    w_chunk = _attention_weights(torch.randn(1, 4, 2, 8), k, causal=True)  # T_q=2 at positions 3, 4
+    if w_chunk[..., 0, 4].abs().max() > 1e-6 or w_chunk[..., 0, :4].min() <= 0 or w_chunk.min() < 0:
+        raise AnswerError("with T_q=2 new queries over T_k=5 keys, query 0 (absolute position 3) must see "
+                          "keys 0..3 and not key 4: mask not offset by past_len = T_k - T_q?")
+    q_same = torch.randn(1, 1, 5, 8).expand(1, 4, 5, 8)  # every query head asks the same
+    w_gqa = _attention_weights(q_same, k, causal=True)
+    same01 = torch.allclose(w_gqa[:, 0], w_gqa[:, 1], atol=1e-6)
+    same02 = torch.allclose(w_gqa[:, 0], w_gqa[:, 2], atol=1e-6)
+    if not same01 and same02:
+        raise AnswerError("GQA heads mapped with repeat instead of repeat_interleave: query heads 0 and 1 "
+                          "must share KV head 0, heads 2 and 3 KV head 1")
+    if not (same01 and torch.allclose(w_gqa[:, 2], w_gqa[:, 3], atol=1e-6)) or same02:
+        raise AnswerError("GQA: query head h must use KV head h // (H // H_kv)")
+    v = torch.randn(1, 2, 5, 8)
+    k_equal = torch.randn(1, 2, 1, 8).expand(1, 2, 5, 8)  # equal keys: uniform weights
+    check_tensor(attention(torch.randn(1, 2, 3, 8), k_equal, v, causal=False),
+                 v.mean(dim=2, keepdim=True).expand(1, 2, 3, 8), rtol=1e-4,
+                 call="attention(q, k_all_equal, v, causal=False)")
+
+_visible_error = None
+try:
+    _visible_attention_tests()
+except Exception as _exc:  # noqa: BLE001 - reported at the end of the cell
+    _visible_error = _exc
 ### BEGIN HIDDEN TESTS
 _refs = np.load("ref/lab01_refs.npz", allow_pickle=False)
 _BUGS = {
@@ -229,6 +265,9 @@ for _shape_q, _shape_k, _why in [((1, 3, 2, 8), (1, 2, 2, 8), "H=3 is not a mult
     else:
         raise AnswerError(f"attention with {_why} returned a result; expected a ValueError")
 ### END HIDDEN TESTS
+if _visible_error is not None:
+    raise _visible_error
+print("Tests passed.")
 
 # %% [markdown]
 # Try PyTorch's fused attention on a chunk of 3 new queries over 8 keys. With `is_causal=True`
@@ -342,7 +381,7 @@ _cache_check(tuple(_ko.shape) == (1, 2, 3, 4),
 _ko, _vo = _c.update(0, _k2, _v2)
 _cache_check(tuple(_ko.shape) == (1, 2, 5, 4),
              f"after appending 3 then 2 tokens, update returned keys of shape {tuple(_ko.shape)}, "
-             f"expected (1, 2, 5, 4): the new keys must be appended after the old ones")
+             f"expected (1, 2, 5, 4): the cache is not appended (the new keys go after the old ones)")
 _cache_check(torch.equal(_ko, torch.cat([_k1, _k2], 2)) and torch.equal(_vo, torch.cat([_v1, _v2], 2)),
              "update(0, ...) returned the right shape but not [old keys, new keys] in order")
 _cache_check(_c.seq_len(0) == 5 and _c.seq_len(1) == 0,
@@ -529,17 +568,31 @@ def forward(model, idx, cache=None):
 
 
 # %% tests id=test_forward points=8
-_gen = torch.Generator().manual_seed(3)
-_idx = torch.randint(0, 256, (2, 12), generator=_gen)
-with torch.no_grad():
-    _full = forward(model, _idx)
-    check_tensor(_full, torch.zeros(2, 12, 256), call="forward(model, idx (2, 12)).shape", rtol=math.inf)
-    _cache = KVCache(L, 2, H_kv, 16, D)
-    _parts = [forward(model, _idx[:, :8], _cache)] + [forward(model, _idx[:, t:t + 1], _cache) for t in range(8, 12)]
-_cached = torch.cat(_parts, dim=1)
-check_tensor(_cached, _full, call="forward with a cache (prefill 8 tokens, then 4 decode steps)", rtol=1e-4,
-             axes=("batch", "position", "vocab"))
-print("Visible tests passed: cached and uncached logits agree.")
+# Cached and uncached logits must agree. A failure is reported at the end of the cell.
+def _visible_forward_tests():
+    idx = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = forward(model, idx)
+        if not isinstance(full, torch.Tensor) or tuple(full.shape) != (2, 12, 256):
+            raise AnswerError(f"forward(model, idx (2, 12)) returned "
+                              f"{tuple(full.shape) if isinstance(full, torch.Tensor) else type(full).__name__}; "
+                              f"expected logits of shape (2, 12, 256)")
+        cache = KVCache(L, 2, H_kv, 16, D)
+        parts = [forward(model, idx[:, :8], cache)] + [forward(model, idx[:, t:t + 1], cache) for t in range(8, 12)]
+    check_tensor(parts[0], full[:, :8], call="forward(model, idx[:, :8], empty_cache) (prefill)", rtol=1e-4,
+                 axes=("batch", "position", "vocab"))
+    if cache.seq_len(0) != 12:
+        raise AnswerError(f"after a prefill of 8 tokens and 4 decode steps the cache holds {cache.seq_len(0)} "
+                          f"positions in layer 0, expected 12: is every layer's k, v appended?")
+    check_tensor(torch.cat(parts, dim=1), full, rtol=1e-4, axes=("batch", "position", "vocab"),
+                 call="forward with a cache (prefill 8 tokens, then 4 decode steps)")
+    print("Visible tests passed: cached and uncached logits agree.")
+
+_visible_error = None
+try:
+    _visible_forward_tests()
+except Exception as _exc:  # noqa: BLE001 - reported at the end of the cell
+    _visible_error = _exc
 ### BEGIN HIDDEN TESTS
 from course_lib.minigpt import weights_fingerprint as _wfp
 import json as _json
@@ -554,7 +607,8 @@ _FWD_BUGS = {
                          "past_len, past_len+1, ... (read past_len from cache.seq_len())",
     "cache_not_appended": "the cache is not appended: the new keys must go after the old ones",
     "whole_buffer": "the cache returns its whole buffer (empty slots included) instead of the filled part",
-    "mask_not_offset": "causal mask not offset by past_len (decode step attends only to the first key?)",
+    "mask_not_offset": "causal mask not offset by past_len = T_k - T_q (decode step attends only to the "
+                       "first key? tril(T_q, T_k) and SDPA is_causal=True align the mask top-left)",
     "sdpa_is_causal": "causal mask not offset by past_len: scaled_dot_product_attention(is_causal=True) "
                       "is wrong when T_q < T_k",
     "no_scale": "attention scores not divided by sqrt(D)",
@@ -589,6 +643,8 @@ if _cache.seq_len(0) != _T or _cache.seq_len(L - 1) != _T:
     raise AnswerError(f"after forward over {_T} tokens the cache holds {_cache.seq_len(0)} (layer 0) and "
                       f"{_cache.seq_len(L - 1)} (layer {L - 1}); every layer must append its keys")
 ### END HIDDEN TESTS
+if _visible_error is not None:
+    raise _visible_error
 
 # %% [markdown]
 # ## Part 4 — Greedy generation, with and without the cache

@@ -191,7 +191,6 @@ def raw_math_left(text: str) -> list[str]:
     found = [m.group(0) for m in re.finditer(r"\\\(|\\\[|\$\$", text)]
     # "$...$" with no space just inside the dollars ("costs $2 and $3" does not match)
     found += [m.group(0) for m in re.finditer(r"\$[^\s$][^$\n]{0,200}?(?<=[^\s$])\$", text)]
-    found += [m.group(0) for m in re.finditer(r"(?<![\w$])\$[A-Za-z]\$", text)]
     return found
 
 
@@ -322,11 +321,11 @@ _STATUS_JS = "() => (document.querySelector('#jp-main-statusbar') || {innerText:
 _CELLS_JS = """() => Array.from(document.querySelectorAll('.jp-NotebookPanel .jp-Cell')).map(c => ({
   type: c.classList.contains('jp-CodeCell') ? 'code'
         : c.classList.contains('jp-MarkdownCell') ? 'markdown' : 'raw',
-  prompt: ((c.querySelector('.jp-InputPrompt') || {}).innerText || '').trim(),
+  prompt: ((c.querySelector('.jp-InputPrompt') || {}).textContent || '').trim(),
   errors: Array.from(c.querySelectorAll(
       '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'))
-      .map(o => o.innerText),
-  output: Array.from(c.querySelectorAll('.jp-OutputArea-output')).map(o => o.innerText).join('\\n'),
+      .map(o => o.textContent),
+  output: Array.from(c.querySelectorAll('.jp-OutputArea-output')).map(o => o.textContent).join('\\n'),
 }))"""
 
 
@@ -380,7 +379,7 @@ class NotebookDriver:
             """before => {
                 const s = (document.querySelector('#jp-main-statusbar') || {}).innerText || '';
                 const now = Array.from(document.querySelectorAll('.jp-NotebookPanel .jp-Cell'))
-                    .map(c => ((c.querySelector('.jp-InputPrompt') || {}).innerText || '').trim());
+                    .map(c => ((c.querySelector('.jp-InputPrompt') || {}).textContent || '').trim());
                 return /\\|\\s*Idle/.test(s) && !now.some(p => p.includes('*'))
                     && JSON.stringify(now) !== JSON.stringify(before);
             }""", arg=before, timeout=self.timeout_ms)
@@ -424,8 +423,7 @@ class NotebookDriver:
 
     def validate(self) -> tuple[str, str]:
         """Click nbgrader's Validate toolbar button; return ('failed'|'success', dialog text)."""
-        self.page.locator(".jp-NotebookPanel-toolbar button, .jp-Toolbar button").filter(
-            has_text="Validate").first.click()
+        self.page.locator(".jp-NotebookPanel-toolbar .validate-button").first.click()
         body = self.page.locator(".jp-Dialog .validation-failed, .jp-Dialog .validation-success")
         body.first.wait_for(timeout=self.timeout_ms)
         kind = "failed" if self.page.locator(".jp-Dialog .validation-failed").count() else "success"

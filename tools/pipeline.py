@@ -31,6 +31,13 @@ from tools.samples import ROOT, available_labs, write_samples
 REFERENCE_DIRS = ("ref",)
 
 
+def _quiet() -> None:
+    # nbgrader's gradebook triggers harmless SQLAlchemy autoflush warnings on every run.
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+
+
 def _ensure_venv_on_path() -> None:
     # nbgrader runs `alembic` from PATH when it creates the gradebook; without the venv's
     # bin/ on PATH that fails and leaves a half-made database.
@@ -52,6 +59,7 @@ def make_api(root: Path = ROOT, for_release: bool = False):  # -> NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
     _ensure_venv_on_path()
+    _quiet()
     config = Config()
     config.merge(PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config())
     config.CourseDirectory.root = str(root)

@@ -42,13 +42,15 @@ def _grade_id(cell) -> str | None:
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
 
-def solution_code(root: Path, lab: str) -> dict[str, str]:
-    """Solution cells of the source notebook, as a student would write them (markers removed)."""
+def solution_code(root: Path, lab: str, code_only: bool = False) -> dict[str, str]:
+    """Solution cells of the source notebook, as a student would write them (markers removed).
+
+    Includes the written (markdown) answers unless ``code_only``."""
     nb = nbformat.read(root / "source" / lab / f"{lab}.ipynb", as_version=4)
     out = {}
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
+        if meta.get("solution") and (cell.cell_type == "code" or not code_only):
             out[meta["grade_id"]] = _MARKERS.sub("", cell.source)
     return out
 

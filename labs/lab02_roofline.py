@@ -1,0 +1,1041 @@
+# Source of source/lab02_roofline/lab02_roofline.ipynb (built by `python -m tools.nbbuild`).
+# ruff: noqa: E402, B018, F811, E731
+
+# %% [markdown]
+# # Lab 02 — The roofline: why decode is slow and prefill is fast
+#
+# The same GPU that reads a 4,000-token prompt in a fraction of a second then needs several
+# milliseconds for *every* token it generates. Nothing is wrong with it: prefill and decode
+# ask the hardware for different things. Prefill does a lot of arithmetic on each byte it
+# loads; decode loads a lot of bytes (the weights, the KV cache) and does almost no arithmetic
+# on each. The **roofline model** turns that sentence into numbers.
+#
+# In this lab you:
+#
+# 1. count the FLOPs and the bytes of one attention call, under a convention stated exactly;
+# 2. build the roofline: arithmetic intensity, ridge point, attainable FLOP/s;
+# 3. compare prefill and decode attention against context length, for MHA and GQA, and find
+#    where each crosses the ridge point of an H100 and an A100;
+# 4. bound the decode speed of Llama-2-7B and Llama-3-8B on an H100, and see what batching
+#    changes (and what it does not);
+# 5. measure your own Lab 01 `attention` on this machine and put the points on a roofline you
+#    measure yourself.
+#
+# **Units.** Bytes and bandwidths are decimal, as vendors quote them: 1 GB = $10^9$ bytes,
+# 1 TB/s = $10^{12}$ bytes/s. FLOP/s figures are **dense** (no 2:4 sparsity). Every graded
+# function takes and returns plain SI units: FLOPs, bytes, FLOP/s, bytes/s, seconds. Never
+# GB/s or TFLOP/s inside a function: convert only when you print.
+#
+# | Part | Graded | Points |
+# |---|---|---|
+# | 1 | `attention_flops` | 4 |
+# | 1 | `attention_bytes` | 6 |
+# | 2 | `arithmetic_intensity`, `ridge_point`, `attainable_flops` | 4 |
+# | 4 | `decode_tokens_per_s_bound` | 4 |
+# | 1–4 | bad input raises `ValueError` | 2 |
+# | 3–5 | written answers (graded by hand) | 10 |
+# | | **total** | **30** |
+#
+# Each task has a visible test you can run now. More tests, on sizes and devices you have not
+# seen, run when the lab is graded: make your functions right in general, not just on the
+# examples.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import display
+
+from course_lib import roofline
+from course_lib.grading import AnswerError, check_int, check_real, describe_call, expect_error
+from course_lib.plotting import new_axes, plot_intensity_vs_length, plot_roofline
+from course_lib.specs import hardware, hardware_table, model
+from course_lib.timing import format_seconds, is_autograding, measure
+from course_lib.units import GB
+
+pd.set_option("display.width", 140)
+pd.set_option("display.precision", 4)
+torch.manual_seed(0)
+GRADING = is_autograding()  # the measurements at the end run smaller while the lab is graded
+
+# %% [markdown]
+# ## Part 1 — Counting FLOPs and bytes
+#
+# Take one attention call with $n_q$ queries and $n_{kv}$ keys and values, head dimension $d$,
+# $H$ query heads and $H_{kv}$ key/value heads ($H_{kv} = H$ for MHA, $H_{kv} < H$ for GQA,
+# 1 for MQA). For one query head it computes
+#
+# $$S = Q K^\top \;(n_q \times n_{kv}), \qquad P = \operatorname{softmax}(S) \text{ row by row},
+# \qquad O = P V \;(n_q \times d),$$
+#
+# with $Q$ of shape $n_q \times d$ and $K$, $V$ of shape $n_{kv} \times d$ (the $1/\sqrt{d}$
+# scale and the causal mask are applied to $S$). **Prefill** processes a prompt of $N$ tokens:
+# $n_q = n_{kv} = N$. **Decode** generates one token that attends to the $N$ cached ones:
+# $n_q = 1$, $n_{kv} = N$.
+#
+# Counts of FLOPs differ from book to book by small terms. Ours are exact under this
+# **convention**, which the tests check to the last FLOP and byte:
+#
+# **FLOPs**
+#
+# * A matrix product $(m \times k)(k \times n)$ costs $2\,m\,k\,n$ FLOPs: each of the $m\,n$
+#   outputs is a dot product of length $k$, and every term is one multiply and one add (a
+#   multiply-add counts as **2** FLOPs).
+# * The softmax costs **5 FLOPs per score element**: compare with the row maximum, subtract the
+#   maximum, exponentiate, add to the row sum, divide by the sum.
+# * The $1/\sqrt{d}$ scale is **not** counted (think of it as folded into $Q$ beforehand), and
+#   neither is the causal mask.
+# * **The causal mask does not halve anything.** We count the full $n_q \times n_{kv}$ score
+#   matrix, because that is what your Lab 01 `attention` computes: it computes every score,
+#   then overwrites the masked ones with $-\infty$. (Kernels that skip fully masked blocks do
+#   about half the work in prefill; we do not model them.)
+# * Every query head does its own products and softmax. GQA shares the *data* of a K/V head
+#   between $H/H_{kv}$ query heads, not the arithmetic.
+#
+# **Bytes** (the traffic to main memory: HBM on a GPU, DRAM on a CPU)
+#
+# * Every tensor is read or written **exactly once**, at `bytes_per_elem` bytes per element:
+#   read $Q$, read $K$, read $V$, write $O$. (This assumes perfect reuse on chip: nothing is
+#   read twice.)
+# * $Q$ and $O$ exist once per *query* head; $K$ and $V$ once per *KV* head.
+# * **Unfused** attention, as in Lab 01, runs three separate steps, so the score matrices go
+#   through memory: the first product **writes** $S$, the softmax **reads** $S$ and **writes**
+#   $P$, the second product **reads** $P$. $S$ and $P$ are stored at `bytes_per_elem` too.
+# * **Fused** attention (FlashAttention-style) keeps tiles of $S$ and $P$ in on-chip memory:
+#   **no** bytes for $S$ or $P$.
+# * Not counted: the mask, the row maxima and sums, the scale, the weights of the projections
+#   (they come in Part 4).
+#
+# Working out the totals from these rules is your job.
+#
+# ### Task 1a: FLOPs
+#
+# Write `attention_flops(n_q, n_kv, head_dim, n_heads=1)`: the FLOPs of one attention call
+# under the convention, as an `int`. Raise `ValueError` if any argument is smaller than 1.
+
+# %% solution id=attention_flops
+def attention_flops(n_q: int, n_kv: int, head_dim: int, n_heads: int = 1) -> int:
+    """FLOPs of one attention call: n_heads query heads, n_q queries, n_kv keys, head_dim d.
+
+    Counts, for every query head: S = Q K^T (a matmul), the softmax at 5 FLOPs per score
+    element, and O = P V (a matmul), with a matmul (m x k)(k x n) = 2*m*k*n FLOPs. The scale
+    and the causal mask are not counted; the mask does not halve anything.
+    Returns an int. Raises ValueError if an argument is < 1.
+    """
+    ### BEGIN SOLUTION
+    for name, value in [("n_q", n_q), ("n_kv", n_kv), ("head_dim", head_dim), ("n_heads", n_heads)]:
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    scores = 2 * n_q * head_dim * n_kv     # S = Q K^T: (n_q x d)(d x n_kv)
+    softmax = 5 * n_q * n_kv               # 5 FLOPs per score element
+    output = 2 * n_q * n_kv * head_dim     # O = P V: (n_q x n_kv)(n_kv x d)
+    return int(n_heads * (scores + softmax + output))
+    ### END SOLUTION
+
+
+# %% tests id=test_attention_flops points=4
+from course_lib.grading import AnswerError, check_int, describe_call
+
+MULADD = ("2x too few matmul FLOPs: a multiply-add is 2 FLOPs, so a matmul (m x k)(k x n) costs "
+          "2*m*k*n, and attention has two matmuls (Q K^T and P V)")
+NO_SOFTMAX = "softmax left out: the convention counts 5 FLOPs per score element"
+CAUSAL_HALF = ("halved for the causal mask: the convention counts the full n_q x n_kv score matrix "
+               "(Lab 01's attention computes every score, then masks)")
+ONE_HEAD = ("counted one head only: every one of the n_heads query heads computes its own scores "
+            "(multiply by n_heads)")
+SWAPPED = ("N^2 vs N*d terms swapped: the softmax runs over the n_q x n_kv scores, "
+           "not over an n_q x head_dim matrix")
+SQUARE = ("score matrix taken as n_q x n_q: it is n_q x n_kv (a row per query, a column per key; "
+          "in decode n_q = 1 but n_kv = N)")
+
+
+def SOFTMAX_AS(c):
+    return (f"softmax counted as {c} FLOPs per score element; the convention is 5 "
+            "(max, subtract, exp, sum, divide)")
+
+
+# Prefill, one head: N = 1024 queries and keys, head_dim 128.
+check_int(attention_flops(1024, 1024, 128), 542_113_792,
+          call=describe_call("attention_flops", 1024, 1024, 128),
+          mistakes={MULADD: 273_678_336, NO_SOFTMAX: 536_870_912, CAUSAL_HALF: 271_056_896,
+                    SWAPPED: 537_526_272, SOFTMAX_AS(3): 540_016_640, SOFTMAX_AS(4): 541_065_216,
+                    SOFTMAX_AS(6): 543_162_368})
+# Decode, 32 heads: one new token attending to 4096 cached ones.
+check_int(attention_flops(1, 4096, 128, n_heads=32), 67_764_224,
+          call=describe_call("attention_flops", 1, 4096, 128, n_heads=32),
+          mistakes={MULADD: 34_209_792, NO_SOFTMAX: 67_108_864, CAUSAL_HALF: 33_882_112,
+                    ONE_HEAD: 2_117_632, SWAPPED: 67_129_344, SQUARE: 16_544,
+                    SOFTMAX_AS(3): 67_502_080, SOFTMAX_AS(4): 67_633_152, SOFTMAX_AS(6): 67_895_296})
+print("Visible tests passed: prefill N=1024 costs 542,113,792 FLOPs per head; "
+      "decode at N=4096 with 32 heads costs 67,764,224.")
+### BEGIN HIDDEN TESTS
+def _flops_expected(n_q, n_kv, d, h):
+    return h * (4 * n_q * n_kv * d + 5 * n_q * n_kv)
+
+
+def _flops_slips(n_q, n_kv, d, h):
+    qk = n_q * n_kv
+    slips = {MULADD: h * (2 * qk * d + 5 * qk), NO_SOFTMAX: h * 4 * qk * d,
+             CAUSAL_HALF: h * (4 * qk * d + 5 * qk) / 2, ONE_HEAD: 4 * qk * d + 5 * qk,
+             SWAPPED: h * (4 * qk * d + 5 * n_q * d), SQUARE: h * (4 * n_q * n_q * d + 5 * n_q * n_q)}
+    for c in (1, 2, 3, 4, 6, 7):
+        slips[SOFTMAX_AS(c)] = h * (4 * qk * d + c * qk)
+    return slips
+
+
+_cases = [(1, 1, 1, 1), (7, 13, 5, 3), (2048, 2048, 64, 12), (1, 32768, 128, 64), (1, 8192, 256, 16),
+          (300, 300, 96, 1), (16, 4096, 128, 32), (1, 131072, 128, 128), (5, 5, 1, 1), (1, 2, 80, 71)]
+for _c in _cases:
+    check_int(attention_flops(*_c), _flops_expected(*_c), call=describe_call("attention_flops", *_c),
+              mistakes=_flops_slips(*_c))
+# keyword arguments, as the notebook calls them
+check_int(attention_flops(n_q=3, n_kv=9, head_dim=4, n_heads=2), _flops_expected(3, 9, 4, 2),
+          call="attention_flops(n_q=3, n_kv=9, head_dim=4, n_heads=2)", mistakes=_flops_slips(3, 9, 4, 2))
+# prefill per head grows like N^2, decode like N
+_pre = [attention_flops(n, n, 64) for n in (256, 512)]
+_dec = [attention_flops(1, n, 64) for n in (256, 512)]
+if not (3.9 < _pre[1] / _pre[0] <= 4.0 and 1.99 < _dec[1] / _dec[0] <= 2.0):
+    raise AnswerError("attention_flops: doubling N should multiply prefill FLOPs by 4 and decode "
+                      f"FLOPs by 2; got x{_pre[1] / _pre[0]:.3g} and x{_dec[1] / _dec[0]:.3g}")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Task 1b: bytes
+#
+# Write `attention_bytes(n_q, n_kv, head_dim, bytes_per_elem, n_heads=1, n_kv_heads=None,
+# fused=False)`: the bytes one attention call moves to and from memory under the convention,
+# as an `int`.
+#
+# * `n_kv_heads=None` means MHA: as many KV heads as query heads.
+# * `bytes_per_elem` is a whole number of bytes (4 for fp32, 2 for fp16/bf16, 1 for fp8).
+# * `fused=False`: unfused attention (S and P go through memory); `fused=True`: fused
+#   attention (they do not).
+# * Raise `ValueError` if a size or `bytes_per_elem` is smaller than 1, or if `n_heads` is not
+#   a multiple of `n_kv_heads`.
+
+# %% solution id=attention_bytes
+def attention_bytes(n_q: int, n_kv: int, head_dim: int, bytes_per_elem: int, n_heads: int = 1,
+                    n_kv_heads: int | None = None, fused: bool = False) -> int:
+    """Bytes moved by one attention call: every tensor read or written once.
+
+    Q and O: n_heads x n_q x head_dim each (read Q, write O). K and V: n_kv_heads x n_kv x
+    head_dim each (read once). Unfused only: S and P, n_heads x n_q x n_kv each, are each
+    written once and read back once. n_kv_heads=None means n_kv_heads = n_heads.
+    Returns an int. Raises ValueError for sizes < 1 or n_heads not a multiple of n_kv_heads.
+    """
+    ### BEGIN SOLUTION
+    if n_kv_heads is None:
+        n_kv_heads = n_heads
+    for name, value in [("n_q", n_q), ("n_kv", n_kv), ("head_dim", head_dim),
+                        ("bytes_per_elem", bytes_per_elem), ("n_heads", n_heads),
+                        ("n_kv_heads", n_kv_heads)]:
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if n_heads % n_kv_heads != 0:
+        raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
+    q_and_o = 2 * n_heads * n_q * head_dim           # read Q, write O
+    k_and_v = 2 * n_kv_heads * n_kv * head_dim       # read K, read V (once per KV head)
+    elements = q_and_o + k_and_v
+    if not fused:
+        elements += 4 * n_heads * n_q * n_kv         # write S, read S, write P, read P
+    return int(elements * bytes_per_elem)
+    ### END SOLUTION
+
+
+# %% tests id=test_attention_bytes points=6
+from course_lib.grading import check_int, describe_call
+
+FUSED_SP = ("S/P bytes counted for fused attention: a fused (FlashAttention-style) kernel keeps "
+            "S and P on chip, so only Q, K, V and O touch memory")
+NO_SP = ("S and P left out of unfused attention: it writes S, reads S back, writes P and "
+         "reads P back (4 x n_q x n_kv elements per head)")
+SP_ONCE = ("S and P counted once each: each is written once AND read back once "
+           "(4 x n_q x n_kv elements per head in all)")
+SP_THRICE = ("S and P counted 3 times: S is written and read, P is written and read "
+             "(4 x n_q x n_kv elements per head)")
+SWAPPED_B = "N^2 vs N*d terms swapped: S and P are n_q x n_kv per head, not n_q x head_dim"
+KV_AS_Q = ("query heads vs KV heads: K and V exist once per KV head (n_kv_heads of them), "
+           "not once per query head")
+Q_AS_KV = ("query heads vs KV heads: Q and O (and S, P) belong to every query head (n_heads), "
+           "not to the n_kv_heads KV heads")
+KV_NQ = "K and V sized with n_q rows: the cache holds n_kv keys and n_kv values per KV head"
+ONLY_K = "only K counted: V is read too (2 x n_kv_heads x n_kv x head_dim elements)"
+NO_QO = ("Q read or O write left out: each is n_heads x n_q x head_dim elements, "
+         "read (Q) or written (O) once")
+ELEMENTS = "counted elements, not bytes: multiply by bytes_per_elem"
+
+# Prefill, one head, N = 512, head_dim 64, fp16: unfused, then fused.
+check_int(attention_bytes(512, 512, 64, 2), 2_359_296,
+          call=describe_call("attention_bytes", 512, 512, 64, 2),
+          mistakes={NO_SP: 262_144, SP_ONCE: 1_310_720, SP_THRICE: 1_835_008, SWAPPED_B: 524_288,
+                    ONLY_K: 2_293_760, ELEMENTS: 1_179_648})
+check_int(attention_bytes(512, 512, 64, 2, fused=True), 262_144,
+          call=describe_call("attention_bytes", 512, 512, 64, 2, fused=True),
+          mistakes={FUSED_SP: 2_359_296, ONLY_K: 196_608, ELEMENTS: 131_072})
+# Decode with GQA (32 query heads, 8 KV heads), N = 8192, head_dim 128, bf16: fused, then unfused.
+check_int(attention_bytes(1, 8192, 128, 2, n_heads=32, n_kv_heads=8, fused=True), 33_570_816,
+          call=describe_call("attention_bytes", 1, 8192, 128, 2, n_heads=32, n_kv_heads=8, fused=True),
+          mistakes={FUSED_SP: 35_667_968, KV_AS_Q: 134_234_112, Q_AS_KV: 33_558_528, KV_NQ: 20_480,
+                    ONLY_K: 16_793_600, NO_QO: 33_562_624, ELEMENTS: 16_785_408})
+check_int(attention_bytes(1, 8192, 128, 2, n_heads=32, n_kv_heads=8), 35_667_968,
+          call=describe_call("attention_bytes", 1, 8192, 128, 2, n_heads=32, n_kv_heads=8),
+          mistakes={NO_SP: 33_570_816, SP_ONCE: 34_619_392, SP_THRICE: 35_143_680,
+                    SWAPPED_B: 33_603_584, KV_AS_Q: 136_331_264, Q_AS_KV: 34_082_816,
+                    KV_NQ: 2_117_632, ONLY_K: 18_890_752, NO_QO: 35_659_776, ELEMENTS: 17_833_984})
+print("Visible tests passed: prefill N=512 moves 2,359,296 B unfused and 262,144 B fused; "
+      "GQA decode at N=8192 moves 33,570,816 B fused.")
+### BEGIN HIDDEN TESTS
+def _bytes_expected(n_q, n_kv, d, b, h, hkv, fused):
+    return b * (2 * h * n_q * d + 2 * hkv * n_kv * d + (0 if fused else 4 * h * n_q * n_kv))
+
+
+def _bytes_slips(n_q, n_kv, d, b, h, hkv, fused):
+    qo = 2 * h * n_q * d
+    kv = 2 * hkv * n_kv * d
+    sp = 0 if fused else 4 * h * n_q * n_kv
+    slips = {}
+    if fused:
+        slips[FUSED_SP] = b * (qo + kv + 4 * h * n_q * n_kv)
+    else:
+        slips[NO_SP] = b * (qo + kv)
+        slips[SP_ONCE] = b * (qo + kv + sp // 2)
+        slips[SP_THRICE] = b * (qo + kv + 3 * sp // 4)
+        slips[SWAPPED_B] = b * (qo + kv + 4 * h * n_q * d)
+    slips[KV_AS_Q] = b * (qo + 2 * h * n_kv * d + sp)
+    slips[Q_AS_KV] = b * (2 * hkv * n_q * d + kv + sp * hkv // h)
+    slips[KV_NQ] = b * (qo + 2 * hkv * n_q * d + sp)
+    slips[ONLY_K] = b * (qo + kv // 2 + sp)
+    slips[NO_QO] = b * (qo // 2 + kv + sp)
+    slips[ELEMENTS] = qo + kv + sp
+    return slips
+
+
+_cases = [(1, 1, 1, 1, 1, 1, False), (1, 1, 1, 1, 1, 1, True), (3, 10, 7, 4, 6, 2, False),
+          (3, 10, 7, 4, 6, 2, True), (2048, 2048, 128, 2, 32, 8, False), (2048, 2048, 128, 2, 32, 8, True),
+          (1, 65536, 128, 2, 64, 8, False), (1, 65536, 128, 2, 64, 8, True), (1, 2048, 64, 2, 71, 1, True),
+          (1, 2048, 64, 2, 71, 1, False), (4096, 4096, 64, 4, 12, 12, False), (1, 100_000, 256, 1, 16, 8, True),
+          (128, 8192, 128, 2, 28, 4, False)]
+for _c in _cases:
+    _n_q, _n_kv, _d, _b, _h, _hkv, _fused = _c
+    check_int(attention_bytes(_n_q, _n_kv, _d, _b, n_heads=_h, n_kv_heads=_hkv, fused=_fused),
+              _bytes_expected(*_c), mistakes=_bytes_slips(*_c),
+              call=describe_call("attention_bytes", _n_q, _n_kv, _d, _b, n_heads=_h, n_kv_heads=_hkv,
+                                 fused=_fused))
+# default n_kv_heads (None) means MHA, for several head counts
+for _h in (1, 4, 25):
+    for _fused in (False, True):
+        check_int(attention_bytes(1, 1000, 64, 2, n_heads=_h, fused=_fused),
+                  _bytes_expected(1, 1000, 64, 2, _h, _h, _fused), mistakes=_bytes_slips(1, 1000, 64, 2, _h, _h, _fused),
+                  call=describe_call("attention_bytes", 1, 1000, 64, 2, n_heads=_h, fused=_fused))
+# positional arguments in the documented order
+check_int(attention_bytes(5, 9, 3, 2, 4, 2, True), _bytes_expected(5, 9, 3, 2, 4, 2, True),
+          call="attention_bytes(5, 9, 3, 2, 4, 2, True)", mistakes=_bytes_slips(5, 9, 3, 2, 4, 2, True))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# With the two counts, the **arithmetic intensity** of a kernel is FLOPs per byte moved.
+# Here is one head of Llama-2-7B's attention (head dimension 128, fp16) for a prompt and for
+# a generated token:
+
+# %%
+for _phase, _n_q in (("prefill", 4096), ("decode ", 1)):
+    _f = attention_flops(_n_q, 4096, 128)
+    _b = attention_bytes(_n_q, 4096, 128, 2)
+    _bf = attention_bytes(_n_q, 4096, 128, 2, fused=True)
+    print(f"{_phase} N=4096: {_f:>13,} FLOPs, {_b:>11,} B unfused ({_f / _b:6.2f} FLOP/B), "
+          f"{_bf:>10,} B fused ({_f / _bf:7.2f} FLOP/B)")
+
+# %% [markdown]
+# ## Part 2 — The roofline
+#
+# A kernel that performs $F$ FLOPs and moves $Q$ bytes needs at least $F / \text{peak}$ seconds
+# of arithmetic and at least $Q / \text{bandwidth}$ seconds of memory traffic. With the two
+# overlapped perfectly, its time is the larger of the two, so its rate is at most
+#
+# $$\text{attainable FLOP/s} = \min\bigl(\text{peak FLOP/s},\; I \times \text{bandwidth}\bigr),
+# \qquad I = \frac{F}{Q}\ \text{(FLOP/byte)}.$$
+#
+# On log-log axes this is a slanted line (memory-bound: performance grows with $I$) that meets
+# a flat line (compute-bound) at the **ridge point** $I^* = \text{peak} / \text{bandwidth}$.
+# A kernel with $I < I^*$ waits for memory whatever the peak of the chip; one with $I > I^*$
+# waits for the arithmetic units.
+#
+# The table of devices comes from `course_lib.specs` (datasheet figures, with sources):
+
+# %%
+display(hardware_table())
+
+# %% [markdown]
+# ### Task 2: intensity, ridge point, attainable FLOP/s
+#
+# Write the three functions below, all in SI units (FLOPs, bytes, FLOP/s, bytes/s), each
+# returning a `float`. Raise `ValueError` when `bytes_moved`, `peak_flops` or
+# `mem_bandwidth` is not positive, or when `flops` or `intensity` is negative.
+
+# %% solution id=roofline_model
+def arithmetic_intensity(flops: float, bytes_moved: float) -> float:
+    """FLOPs per byte moved (FLOP/byte)."""
+    ### BEGIN SOLUTION
+    if flops < 0:
+        raise ValueError(f"flops must be >= 0, got {flops}")
+    if bytes_moved <= 0:
+        raise ValueError(f"bytes_moved must be > 0, got {bytes_moved}")
+    return float(flops / bytes_moved)
+    ### END SOLUTION
+
+
+def ridge_point(peak_flops: float, mem_bandwidth: float) -> float:
+    """Intensity (FLOP/byte) where the compute roof (peak_flops, FLOP/s) meets the memory roof
+    (mem_bandwidth, bytes/s)."""
+    ### BEGIN SOLUTION
+    if peak_flops <= 0:
+        raise ValueError(f"peak_flops must be > 0, got {peak_flops}")
+    if mem_bandwidth <= 0:
+        raise ValueError(f"mem_bandwidth must be > 0, got {mem_bandwidth}")
+    return float(peak_flops / mem_bandwidth)
+    ### END SOLUTION
+
+
+def attainable_flops(intensity: float, peak_flops: float, mem_bandwidth: float) -> float:
+    """Roofline bound in FLOP/s for a kernel of the given intensity (FLOP/byte)."""
+    ### BEGIN SOLUTION
+    if intensity < 0:
+        raise ValueError(f"intensity must be >= 0, got {intensity}")
+    if peak_flops <= 0 or mem_bandwidth <= 0:
+        raise ValueError(f"peak_flops and mem_bandwidth must be > 0, got {peak_flops}, {mem_bandwidth}")
+    memory_roof = intensity * mem_bandwidth
+    return float(min(peak_flops, memory_roof))
+    ### END SOLUTION
+
+
+# %% tests id=test_roofline_model points=4
+from course_lib.grading import check_real, describe_call
+
+INVERTED_I = "inverted: arithmetic intensity is FLOPs per byte, flops / bytes_moved"
+INVERTED_R = "inverted: the ridge point is peak FLOP/s divided by bandwidth (bytes/s), in FLOP/byte"
+GBPS_DIV = "bandwidth in GB/s vs bytes/s: mem_bandwidth is already in bytes/s (do not divide it by 1e9)"
+GBPS_MUL = "bandwidth in GB/s vs bytes/s: mem_bandwidth is already in bytes/s (do not multiply it by 1e9)"
+TBPS_DIV = "bandwidth in TB/s vs bytes/s: mem_bandwidth is already in bytes/s (do not divide it by 1e12)"
+TFLOPS = "peak in TFLOP/s vs FLOP/s: peak_flops is already in FLOP/s"
+NO_CAP = ("no compute ceiling: above the ridge point attainable FLOP/s is capped at peak_flops "
+          "(take the min of the two roofs, not the max)")
+NO_SLOPE = ("no memory roof: below the ridge point attainable FLOP/s is intensity x mem_bandwidth "
+            "(take the min of the two roofs, not the max)")
+
+check_real(arithmetic_intensity(4e9, 2e9), 2.0, call="arithmetic_intensity(4e9, 2e9)",
+           mistakes={INVERTED_I: 0.5})
+# A100 40GB: 312 TFLOP/s dense fp16, 1.555 TB/s
+check_real(ridge_point(312e12, 1.555e12), 200.64308681672026, call="ridge_point(312e12, 1.555e12)",
+           mistakes={INVERTED_R: 0.004983974358974359, GBPS_DIV: 200643086816.72025,
+                     GBPS_MUL: 2.0064308681672026e-07, TBPS_DIV: 200643086816720.25,
+                     TFLOPS: 2.0064308681672027e-10})
+# H100 SXM: 989 TFLOP/s, 3.35 TB/s; intensity 10 (memory-bound), then 1000 (compute-bound)
+check_real(attainable_flops(10.0, 989e12, 3.35e12), 33.5e12, call="attainable_flops(10.0, 989e12, 3.35e12)",
+           mistakes={NO_SLOPE: 989e12, GBPS_DIV: 33500.0})
+check_real(attainable_flops(1000.0, 989e12, 3.35e12), 989e12, call="attainable_flops(1000.0, 989e12, 3.35e12)",
+           mistakes={NO_CAP: 3.35e15, GBPS_DIV: 3.35e6})
+print("Visible tests passed: the A100 40GB ridge is 200.6 FLOP/B; an H100 SXM gives 33.5 TFLOP/s "
+      "at 10 FLOP/B and its 989 TFLOP/s peak at 1000 FLOP/B.")
+### BEGIN HIDDEN TESTS
+from course_lib.specs import hardware as _hw
+
+for _f, _q in [(1.0, 3.0), (67_764_224, 33_570_816), (0.0, 5.0), (3e15, 7e12), (12, 12)]:
+    check_real(arithmetic_intensity(_f, _q), _f / _q, call=describe_call("arithmetic_intensity", _f, _q),
+               mistakes={INVERTED_I: _q / _f if _f else -1.0})
+for _name in ("MI300X", "L4", "H200 SXM", "T4", "RTX 4090", "TPU v5e", "H100 PCIe"):
+    _spec = _hw(_name)
+    _p, _bw = _spec.peak_flops_fp16, _spec.mem_bandwidth
+    check_real(ridge_point(_p, _bw), _p / _bw, call=f"ridge_point({_p!r}, {_bw!r})  # {_name}",
+               mistakes={INVERTED_R: _bw / _p, GBPS_DIV: _p / (_bw / 1e9), GBPS_MUL: _p / (_bw * 1e9),
+                         TBPS_DIV: _p / (_bw / 1e12), TFLOPS: (_p / 1e12) / _bw})
+    for _i in (0.25, 1.0, 0.5 * _p / _bw, _p / _bw, 2.0 * _p / _bw, 5000.0):
+        _exp = min(_p, _i * _bw)
+        _slips = {GBPS_DIV: min(_p, _i * _bw / 1e9), GBPS_MUL: min(_p, _i * _bw * 1e9)}
+        if _i * _bw > _p:
+            _slips[NO_CAP] = _i * _bw
+        else:
+            _slips[NO_SLOPE] = _p
+        check_real(attainable_flops(_i, _p, _bw), _exp, call=f"attainable_flops({_i!r}, {_p!r}, {_bw!r})  # {_name}",
+                   mistakes=_slips)
+check_real(attainable_flops(0.0, 1e12, 1e11), 0.0, call="attainable_flops(0.0, 1e12, 1e11)")
+# the CPU of a laptop: 100 GFLOP/s, 20 GB/s
+check_real(ridge_point(100e9, 20e9), 5.0, call="ridge_point(100e9, 20e9)",
+           mistakes={INVERTED_R: 0.2, GBPS_DIV: 5e9, GBPS_MUL: 5e-9})
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Part 3 — Prefill and decode against context length
+#
+# Now put the counts side by side for one layer of two real models, in fp16/bf16 (2 bytes).
+# Llama-2-7B uses MHA (32 query heads, 32 KV heads); Llama-3-8B uses GQA (32 query heads
+# sharing 8 KV heads, a group of 4). Both have head dimension 128.
+
+# %%
+H100 = hardware("H100 SXM")
+A100 = hardware("A100 80GB SXM")
+RIDGES = {"H100 SXM": ridge_point(H100.peak_flops_fp16, H100.mem_bandwidth),
+          "A100 80GB SXM": ridge_point(A100.peak_flops_fp16, A100.mem_bandwidth)}
+print("Ridge points (dense fp16/bf16):", ", ".join(f"{k} {v:.1f} FLOP/B" for k, v in RIDGES.items()))
+
+rows = []
+for _name in ("Llama-2-7B", "Llama-3-8B"):
+    _m = model(_name)
+    for _N in (512, 4096, 32768):
+        for _phase, _n_q in (("prefill", _N), ("decode", 1)):
+            _f = attention_flops(_n_q, _N, _m.head_dim, _m.n_heads)
+            _row = {"model": _name, "phase": _phase, "N": _N, "FLOPs": _f}
+            for _fused in (False, True):
+                _b = attention_bytes(_n_q, _N, _m.head_dim, 2, _m.n_heads, _m.n_kv_heads, fused=_fused)
+                _row["intensity " + ("fused" if _fused else "unfused")] = arithmetic_intensity(_f, _b)
+            rows.append(_row)
+display(pd.DataFrame(rows).set_index(["model", "phase", "N"]))
+
+# %% [markdown]
+# Read the decode rows. Per query head and per cached token, decode does $4d + 5$ FLOPs
+# (two multiply-adds per element of the key and value, and the softmax) and has to read $2d$
+# numbers (the key and the value) of 2 bytes each. For MHA, $I \to (4d+5)/(4d) \approx 1.01$
+# FLOP/byte, **whatever $N$**: a longer context means more work *and* proportionally more
+# bytes. With GQA, the $H/H_{kv}$ query heads of a group share the key and value they read, so
+# the intensity is multiplied by the group size: about 4 for Llama-3-8B. Both are far below
+# the ridge points above (153 and 295 FLOP/B).
+#
+# Prefill is different: the work grows like $N^2$, the unavoidable bytes ($Q$, $K$, $V$, $O$)
+# like $N$. The plot shows intensity against $N$ for both phases.
+
+# %%
+LENGTHS = [2**i for i in range(6, 18)]
+_d, _b = 128, 2
+series = {
+    "prefill, unfused (MHA)": [arithmetic_intensity(attention_flops(n, n, _d), attention_bytes(n, n, _d, _b))
+                               for n in LENGTHS],
+    "prefill, fused (MHA)": [arithmetic_intensity(attention_flops(n, n, _d), attention_bytes(n, n, _d, _b, fused=True))
+                             for n in LENGTHS],
+    "decode, fused, GQA group 4 (Llama-3-8B)": [
+        arithmetic_intensity(attention_flops(1, n, _d, 32), attention_bytes(1, n, _d, _b, 32, 8, fused=True))
+        for n in LENGTHS],
+    "decode, fused (MHA)": [arithmetic_intensity(attention_flops(1, n, _d), attention_bytes(1, n, _d, _b, fused=True))
+                            for n in LENGTHS],
+    "decode, unfused (MHA)": [arithmetic_intensity(attention_flops(1, n, _d), attention_bytes(1, n, _d, _b))
+                              for n in LENGTHS],
+}
+ax = plot_intensity_vs_length(LENGTHS, series, RIDGES, xlabel="Context length N (tokens)",
+                              title="Attention intensity vs context length (head_dim 128, fp16/bf16)")
+plt.show()
+
+# %% [markdown]
+# Where does each curve cross a ridge point? Prefill intensity grows with $N$, so a binary
+# search finds the first $N$ at or above the ridge (or says it never gets there):
+
+# %%
+def first_length_at_or_above(intensity_of, ridge, n_max=2**24):
+    """Smallest N in [1, n_max] with intensity_of(N) >= ridge (intensity_of must grow with N), or None."""
+    if intensity_of(n_max) < ridge:
+        return None
+    lo, hi = 1, n_max
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if intensity_of(mid) >= ridge:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+phases = {
+    "prefill, fused": lambda n: arithmetic_intensity(attention_flops(n, n, 128), attention_bytes(n, n, 128, 2, fused=True)),
+    "prefill, unfused": lambda n: arithmetic_intensity(attention_flops(n, n, 128), attention_bytes(n, n, 128, 2)),
+    "decode, fused (MHA)": lambda n: arithmetic_intensity(attention_flops(1, n, 128), attention_bytes(1, n, 128, 2, fused=True)),
+    "decode, fused (GQA 4)": lambda n: arithmetic_intensity(attention_flops(1, n, 128, 32),
+                                                            attention_bytes(1, n, 128, 2, 32, 8, fused=True)),
+}
+for _phase, _fn in phases.items():
+    for _dev, _ridge in RIDGES.items():
+        _n = first_length_at_or_above(_fn, _ridge)
+        _where = f"N >= {_n:,}" if _n else f"never (limit as N grows: {_fn(2**24):.1f} FLOP/B)"
+        print(f"{_phase:24s} compute-bound on {_dev:14s} (ridge {_ridge:6.1f}): {_where}")
+
+# %% [markdown]
+# Three things to notice. Fused prefill crosses an H100's ridge at a few hundred tokens: a
+# prompt is compute-bound. **Unfused** prefill never does: its $S$ and $P$ traffic grows like
+# $N^2$ just like the work, so its intensity levels off at $(4d+5)/(4 \cdot \text{bytes})$,
+# about 65 FLOP/B in fp16, below both ridges. That ceiling, not the arithmetic, is what
+# FlashAttention removes. And decode never gets anywhere near a ridge.
+#
+# **Written answer (3 points).** In your own words: (a) why decode attention stays near
+# 1 FLOP/byte for MHA at every context length while prefill grows with $N$; (b) what GQA changes
+# and why; (c) why *unfused* prefill never becomes compute-bound on an H100 in fp16, and what a
+# fused kernel changes. Use numbers from the table and the printout above.
+
+# %% [markdown] answer id=answer_phases points=3
+# (a) In decode one query meets $N$ cached keys and values. Per query head and per cached token
+# it does $4d + 5$ FLOPs (a multiply-add with each of the $d$ numbers of the key and of the
+# value, plus 5 for the softmax) and must read that token's key and value, $2d$ numbers of
+# 2 bytes. Work and bytes both grow like $N$, so the ratio is fixed:
+# $(4d+5)/(4d) = 517/512 \approx 1.01$ FLOP/B for $d = 128$ (0.99 unfused, whose extra $S$/$P$
+# traffic is tiny in decode), at $N = 512$ as at $N = 32768$. Each byte of the cache is used for
+# one multiply-add and thrown away. In prefill every key is used by all $N$ queries: the work
+# grows like $N^2 d$ while $Q$, $K$, $V$, $O$ grow like $N d$, so the fused intensity grows
+# like $N/2$ (fp16).
+#
+# (b) With GQA, $H/H_{kv}$ query heads share one K/V head. The bytes of K and V are read once
+# for the group, the FLOPs are done once per query head, so decode intensity is multiplied by
+# the group size: about 4.0 FLOP/B for Llama-3-8B (group 4) instead of 1.0 for Llama-2-7B. Still
+# far below the ridge points (295 on an H100 SXM, 153 on an A100 80GB), but the KV traffic per
+# token is 4x smaller, so decode attention is 4x faster at the same $N$.
+#
+# (c) Unfused attention writes and re-reads the $N \times N$ matrices $S$ and $P$: $4N^2$
+# elements per head, which grow like $N^2$ exactly as the work does. The intensity tends to
+# $(4d+5)/(4 \cdot 2) \approx 64.6$ FLOP/B for $d = 128$ in fp16, below the H100's ridge
+# (295) and the A100's (153), so unfused prefill attention stays memory-bound at any length. A
+# fused kernel keeps $S$ and $P$ on chip; its bytes grow only like $N$, its intensity like
+# $N/2$, and it crosses the H100 ridge at $N \approx 585$ (A100: about 300).
+
+# %% [markdown]
+# ## Part 4 — Whole-model decode
+#
+# Attention is only part of a decode step. To generate one token, the model must also read
+# **all its weights** once: every weight matrix is multiplied by the new token's activations.
+# With a batch of $B$ sequences decoded together, one step reads the weights once for the whole
+# batch, and reads **each sequence's own KV cache**. Its bytes are
+#
+# $$\text{bytes per step} = W + B \cdot C,$$
+#
+# with $W$ the weight bytes and $C$ the KV cache bytes of one sequence (all layers, at its
+# current length). Reading them at the memory bandwidth takes at least
+# $(W + B\,C)/\text{bandwidth}$ seconds, and the step produces $B$ tokens.
+#
+# ### Task 4: the tokens/s ceiling
+#
+# Write `decode_tokens_per_s_bound(weight_bytes, kv_cache_bytes, mem_bandwidth, batch_size=1)`
+# as documented below. Raise `ValueError` if `mem_bandwidth` is not positive, `batch_size` is
+# smaller than 1, or a byte count is negative.
+
+# %% solution id=decode_tokens_per_s_bound
+def decode_tokens_per_s_bound(weight_bytes: float, kv_cache_bytes: float, mem_bandwidth: float,
+                              batch_size: int = 1) -> float:
+    """Upper bound on decode throughput from memory bandwidth, in tokens/s for the WHOLE batch.
+
+    One decode step generates one token for each of the batch_size sequences. It reads the
+    weights once (weight_bytes, shared by the batch) and the KV cache of every sequence
+    (kv_cache_bytes is the cache of ONE sequence, all layers, at its current length), so it
+    moves weight_bytes + batch_size * kv_cache_bytes bytes at mem_bandwidth bytes/s.
+    Returns batch_size / (minimum seconds per step): aggregate tokens/s (divide by
+    batch_size for the tokens/s of one sequence). Compute time is ignored: this is a ceiling.
+    """
+    ### BEGIN SOLUTION
+    if mem_bandwidth <= 0:
+        raise ValueError(f"mem_bandwidth must be > 0 bytes/s, got {mem_bandwidth}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if weight_bytes < 0 or kv_cache_bytes < 0:
+        raise ValueError(f"byte counts must be >= 0, got {weight_bytes} and {kv_cache_bytes}")
+    bytes_per_step = weight_bytes + batch_size * kv_cache_bytes
+    seconds_per_step = bytes_per_step / mem_bandwidth
+    return float(batch_size / seconds_per_step)
+    ### END SOLUTION
+
+
+# %% tests id=test_decode_tokens_per_s_bound points=4
+from course_lib.grading import check_real, describe_call
+
+PER_SEQ = ("tokens/s of ONE sequence: the bound asked for is the aggregate over the batch "
+           "(batch_size tokens per step)")
+W_PER_SEQ = "weights read once per sequence: a decode step reads the weights ONCE, shared by the whole batch"
+KV_ONCE = ("KV cache read once for the whole batch: kv_cache_bytes is ONE sequence's cache, and each "
+           "sequence reads its own (batch_size x kv_cache_bytes per step)")
+NO_KV = "KV cache bytes left out: each step reads the weights AND every sequence's KV cache"
+INVERSE = "seconds per token (the inverse): the bound is tokens per second"
+GBPS_MUL = "bandwidth in GB/s vs bytes/s: mem_bandwidth is already in bytes/s (do not multiply it by 1e9)"
+GBPS_DIV = "bandwidth in GB/s vs bytes/s: mem_bandwidth is already in bytes/s (do not divide it by 1e9)"
+
+# 14 GB of weights, a 1 GB cache per sequence, 2 TB/s: batch 1, then batch 16.
+check_real(decode_tokens_per_s_bound(14e9, 1e9, 2e12), 133.33333333333334,
+           call="decode_tokens_per_s_bound(14e9, 1e9, 2e12)",
+           mistakes={NO_KV: 142.85714285714286, INVERSE: 0.0075, GBPS_MUL: 133333333333.33334,
+                     GBPS_DIV: 1.3333333333333334e-07})
+check_real(decode_tokens_per_s_bound(14e9, 1e9, 2e12, batch_size=16), 1066.6666666666667,
+           call="decode_tokens_per_s_bound(14e9, 1e9, 2e12, batch_size=16)",
+           mistakes={PER_SEQ: 66.66666666666667, W_PER_SEQ: 133.33333333333334, KV_ONCE: 2133.3333333333335,
+                     NO_KV: 2285.714285714286, INVERSE: 0.0009375, GBPS_MUL: 1066666666666.6667,
+                     GBPS_DIV: 1.0666666666666667e-06})
+print("Visible tests passed: 133.3 tokens/s at batch 1 and 1066.7 tokens/s (66.7 per sequence) "
+      "at batch 16.")
+### BEGIN HIDDEN TESTS
+from course_lib.specs import hardware as _hw
+from course_lib.specs import model as _model
+
+
+def _decode_slips(w, kv, bw, batch):
+    right = batch * bw / (w + batch * kv)
+    return {PER_SEQ: bw / (w + batch * kv), W_PER_SEQ: batch * bw / (batch * w + batch * kv),
+            KV_ONCE: batch * bw / (w + kv), NO_KV: batch * bw / w if w else -1.0, INVERSE: 1 / right,
+            GBPS_MUL: right * 1e9, GBPS_DIV: right / 1e9}
+
+
+for _mname, _dname, _ctx in [("Mistral-7B", "L4", 8192), ("Qwen2.5-7B", "MI300X", 32768),
+                             ("Llama-2-13B", "A100 40GB SXM", 4096), ("Gemma-2-9B", "H200 SXM", 8192)]:
+    _m, _dev = _model(_mname), _hw(_dname)
+    _w = _m.n_params * 2
+    _kv = 2 * _m.n_layers * _m.n_kv_heads * _m.head_dim * _ctx * 2
+    for _batch in (1, 3, 8, 64, 256):
+        _exp = _batch * _dev.mem_bandwidth / (_w + _batch * _kv)
+        check_real(decode_tokens_per_s_bound(_w, _kv, _dev.mem_bandwidth, batch_size=_batch), _exp,
+                   call=describe_call("decode_tokens_per_s_bound", _w, _kv, _dev.mem_bandwidth, batch_size=_batch)
+                   + f"  # {_mname} on {_dname}, context {_ctx}",
+                   mistakes=_decode_slips(_w, _kv, _dev.mem_bandwidth, _batch))
+# no KV cache yet (first token): only the weights
+check_real(decode_tokens_per_s_bound(2e9, 0, 1e12, batch_size=4), 2000.0,
+           call="decode_tokens_per_s_bound(2e9, 0, 1e12, batch_size=4)", mistakes={PER_SEQ: 500.0})
+# integers in, positional batch size
+check_real(decode_tokens_per_s_bound(1_000_000, 250_000, 100_000_000, 2), 133.33333333333334,
+           call="decode_tokens_per_s_bound(1_000_000, 250_000, 100_000_000, 2)",
+           mistakes=_decode_slips(1_000_000, 250_000, 100_000_000, 2))
+### END HIDDEN TESTS
+
+# %% tests id=test_bad_input points=2
+from course_lib.grading import expect_error
+
+expect_error(attention_flops, (0, 16, 64), None, ValueError, "n_q must be >= 1")
+expect_error(attention_bytes, (4, 16, 64, 2), {"n_heads": 6, "n_kv_heads": 4}, ValueError,
+             "6 query heads cannot be split into groups over 4 KV heads")
+expect_error(ridge_point, (1e12, 0.0), None, ValueError, "a bandwidth of 0 bytes/s is meaningless")
+expect_error(decode_tokens_per_s_bound, (14e9, 1e9, 2e12), {"batch_size": 0}, ValueError,
+             "batch_size must be >= 1")
+print("Visible tests passed: bad input raises ValueError.")
+### BEGIN HIDDEN TESTS
+for _args in [(4, 0, 64), (4, 16, 0), (-1, 16, 64)]:
+    expect_error(attention_flops, _args, None, ValueError, "sizes must be >= 1")
+expect_error(attention_flops, (4, 16, 64), {"n_heads": 0}, ValueError, "n_heads must be >= 1")
+for _args, _kw in [((4, 16, 64, 0), None), ((0, 16, 64, 2), None), ((4, 16, 64, 2), {"n_heads": 8, "n_kv_heads": 3}),
+                   ((4, 16, 64, 2), {"n_heads": 8, "n_kv_heads": 0}), ((1, 16, 64, 2), {"n_heads": 0})]:
+    expect_error(attention_bytes, _args, _kw, ValueError, "invalid sizes or head counts")
+expect_error(arithmetic_intensity, (1e9, 0), None, ValueError, "bytes_moved must be > 0")
+expect_error(arithmetic_intensity, (-1.0, 10.0), None, ValueError, "flops must be >= 0")
+expect_error(ridge_point, (0.0, 1e12), None, ValueError, "peak_flops must be > 0")
+expect_error(ridge_point, (1e12, -2e12), None, ValueError, "mem_bandwidth must be > 0")
+expect_error(attainable_flops, (-1.0, 1e12, 1e11), None, ValueError, "intensity must be >= 0")
+expect_error(attainable_flops, (1.0, 1e12, 0.0), None, ValueError, "mem_bandwidth must be > 0")
+expect_error(decode_tokens_per_s_bound, (14e9, 1e9, 0.0), None, ValueError, "mem_bandwidth must be > 0")
+expect_error(decode_tokens_per_s_bound, (-1.0, 1e9, 2e12), None, ValueError, "weight_bytes must be >= 0")
+expect_error(decode_tokens_per_s_bound, (14e9, -1.0, 2e12), None, ValueError, "kv_cache_bytes must be >= 0")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Llama-2-7B and Llama-3-8B on an H100 SXM
+#
+# Weights in fp16/bf16 (2 bytes per parameter), a context of 4096 tokens per sequence. The KV
+# cache of one sequence is $2 \cdot L \cdot H_{kv} \cdot d \cdot T \cdot 2$ bytes (Lab 00). The
+# last columns use the H100's 80 GB: how many sequences fit next to the weights, and the
+# ceiling at that batch.
+
+# %%
+CONTEXT = 4096
+BYTES = 2  # fp16 / bf16
+
+
+def decode_sizes(m, context=CONTEXT, bytes_per_elem=BYTES):
+    """(weight bytes, KV cache bytes of one sequence) for model spec m."""
+    weight_bytes = m.n_params * bytes_per_elem
+    kv_bytes = 2 * m.n_layers * m.n_kv_heads * m.head_dim * context * bytes_per_elem
+    return weight_bytes, kv_bytes
+
+
+rows = []
+for _name in ("Llama-2-7B", "Llama-3-8B"):
+    _m = model(_name)
+    _w, _kv = decode_sizes(_m)
+    _tps = decode_tokens_per_s_bound(_w, _kv, H100.mem_bandwidth)
+    _b_max = int((H100.mem_bytes - _w) // _kv)
+    rows.append({"model": _name, "weights (GB)": _w / GB, "KV cache / sequence (GB)": _kv / GB,
+                 "bytes / token at B=1 (GB)": (_w + _kv) / GB, "tokens/s ceiling, B=1": _tps,
+                 "ms / token, B=1": 1e3 / _tps, "max batch in 80 GB": _b_max,
+                 "tokens/s ceiling at max batch": decode_tokens_per_s_bound(_w, _kv, H100.mem_bandwidth, _b_max),
+                 "limit B -> inf (bandwidth / KV)": H100.mem_bandwidth / _kv})
+display(pd.DataFrame(rows).set_index("model"))
+
+# %% [markdown]
+# **Batching.** A decode step does about 2 FLOPs per parameter per sequence (one multiply-add
+# per weight and token), plus the attention of every sequence. With $B$ sequences:
+#
+# * the **weight reads** do $2 B P$ FLOPs on $2P$ bytes: intensity $= B$ FLOP/B in fp16. Batching
+#   shares each weight byte among $B$ tokens, so the intensity grows with $B$ and crosses the
+#   ridge at $B \approx 295$ on an H100 SXM.
+# * the **KV cache reads** do not share: every sequence reads its own cache for its own query.
+#   Their intensity is that of decode attention, about 1 (MHA) or 4 (GQA 4) FLOP/B, **whatever
+#   $B$**.
+#
+# So the whole step's intensity rises with $B$ only until the KV traffic dominates:
+
+# %%
+BATCHES = [2**i for i in range(0, 11)]
+series = {}
+for _name in ("Llama-2-7B", "Llama-3-8B"):
+    _m = model(_name)
+    _w, _kv = decode_sizes(_m)
+    _attn_flops = _m.n_layers * attention_flops(1, CONTEXT, _m.head_dim, _m.n_heads)  # per sequence, all layers
+    if not series:  # the same for every model in fp16: B FLOP/B
+        series["weight reads only (both models)"] = [arithmetic_intensity(2 * _m.n_params * B, _w) for B in BATCHES]
+    series[f"{_name}: KV reads only"] = [arithmetic_intensity(B * _attn_flops, B * _kv) for B in BATCHES]
+    series[f"{_name}: whole step"] = [arithmetic_intensity(2 * _m.n_params * B + B * _attn_flops, _w + B * _kv)
+                                      for B in BATCHES]
+ax = plot_intensity_vs_length(BATCHES, series, {"H100 SXM": RIDGES["H100 SXM"]}, xlabel="Batch size B (sequences)",
+                              title=f"Decode step intensity vs batch size (context {CONTEXT}, fp16/bf16)")
+plt.show()
+
+B_STAR = ridge_point(H100.peak_flops_fp16, H100.mem_bandwidth) * BYTES / 2
+print(f"Weight reads alone become compute-bound on an H100 SXM at B = ridge x bytes/param / 2 = {B_STAR:.0f}.")
+for _name in ("Llama-2-7B", "Llama-3-8B"):
+    _m = model(_name)
+    _w, _kv = decode_sizes(_m)
+    _attn_flops = _m.n_layers * attention_flops(1, CONTEXT, _m.head_dim, _m.n_heads)
+    print(f"{_name}: as B grows, the whole step tends to (2P + attention FLOPs) / KV bytes of one sequence "
+          f"= {arithmetic_intensity(2 * _m.n_params + _attn_flops, _kv):.1f} FLOP/B")
+
+# %% [markdown]
+# And the tokens/s ceiling against the batch size, with the compute ceiling
+# (peak FLOP/s divided by the FLOPs per token) and the largest batch whose caches fit in 80 GB:
+
+# %%
+fig, ax = new_axes((8.0, 5.0))
+for _i, _name in enumerate(("Llama-2-7B", "Llama-3-8B")):
+    _m = model(_name)
+    _w, _kv = decode_sizes(_m)
+    _flops_per_token = 2 * _m.n_params + _m.n_layers * attention_flops(1, CONTEXT, _m.head_dim, _m.n_heads)
+    _bs = np.unique(np.logspace(0, 11, 200, base=2).astype(int))
+    ax.plot(_bs, [decode_tokens_per_s_bound(_w, _kv, H100.mem_bandwidth, int(b)) for b in _bs],
+            color=f"C{_i}", lw=2, label=f"{_name}: memory ceiling")
+    ax.axhline(H100.peak_flops_fp16 / _flops_per_token, color=f"C{_i}", ls=":",
+               label=f"{_name}: compute ceiling (989 TFLOP/s)")
+    ax.axvline((H100.mem_bytes - _w) // _kv, color=f"C{_i}", ls="--", lw=1,
+               label=f"{_name}: largest batch that fits in 80 GB")
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.set_xlabel("Batch size B (sequences)")
+ax.set_ylabel("Decode throughput ceiling (tokens/s, whole batch)")
+ax.set_title(f"H100 SXM decode ceilings, context {CONTEXT}, fp16/bf16")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# **Written answer (3 points).** Using the numbers above: (a) the tokens/s ceiling of each model
+# at batch 1, and what dominates the bytes of a token; (b) why batching raises the intensity of
+# the weight reads but not of the KV cache reads, and the batch at which the weight reads become
+# compute-bound on an H100; (c) why Llama-3-8B gains much more from batching than Llama-2-7B,
+# and what stops the batch from growing in practice.
+
+# %% [markdown] answer id=answer_batching points=3
+# (a) At batch 1 and 4096 tokens of context, a Llama-2-7B token needs 13.48 GB of weights plus
+# a 2.15 GB cache: 15.6 GB, so at 3.35 TB/s at most about 214 tokens/s (4.7 ms per token).
+# Llama-3-8B reads 16.06 GB of weights and only 0.54 GB of cache (GQA): 16.6 GB, about
+# 202 tokens/s. At batch 1 the weights dominate both.
+#
+# (b) A weight byte read in a step is used by every sequence of the batch (one multiply-add
+# each), so the weight reads do $2BP$ FLOPs on $2P$ bytes: intensity $B$ FLOP/B. A KV cache byte
+# belongs to one sequence and is used only by that sequence's query: the KV reads do $B$ times
+# the work on $B$ times the bytes, so their intensity stays at the decode-attention value (about
+# 1 for Llama-2-7B, 4 for Llama-3-8B). The weight reads cross the H100's ridge at
+# $B \approx 989/3.35 \approx 295$.
+#
+# (c) As $B$ grows, the bytes of a step approach $B \cdot C$ and the ceiling approaches
+# bandwidth / $C$: about 1,560 tokens/s for Llama-2-7B but 6,240 for Llama-3-8B, whose cache is
+# 4x smaller. The whole-step intensity flattens at (FLOPs of one token) / (bytes of one cache):
+# about 7 FLOP/B for Llama-2-7B and 34 for Llama-3-8B, far below the ridge of 295: at this context
+# length decode stays memory-bound however large the batch. In practice memory capacity stops the batch first: after the weights, 80 GB
+# holds only 30 Llama-2-7B caches of 4096 tokens (119 for Llama-3-8B), far below the 295 the
+# weights would need to become compute-bound.
+
+# %% [markdown]
+# ## Part 5 — Measured points on a measured roofline
+#
+# Time to check the model against a real machine. First, paste **your Lab 01 `attention`**
+# into the cell below (the whole function; keep its name and signature). It is not graded
+# again here; this lab measures it.
+#
+# `attention(q, k, v, causal=True)`: `q` is `(B, H, T_q, D)`, `k` and `v` are
+# `(B, H_kv, T_k, D)`, and query $i$ sits at absolute position $T_k - T_q + i$.
+
+# %% solution id=attention_from_lab01
+def attention(q, k, v, causal=True):
+    """Your Lab 01 attention: scaled dot-product attention, causal mask offset by T_k - T_q, GQA."""
+    ### BEGIN SOLUTION
+    B, H, T_q, D = q.shape
+    H_kv, T_k = k.shape[1], k.shape[2]
+    if H % H_kv != 0:
+        raise ValueError(f"H={H} query heads is not a multiple of H_kv={H_kv} KV heads")
+    if T_q > T_k:
+        raise ValueError(f"T_q={T_q} queries but only T_k={T_k} keys")
+    group = H // H_kv
+    if group > 1:
+        k = k.repeat_interleave(group, dim=1)
+        v = v.repeat_interleave(group, dim=1)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)
+    if causal:
+        query_pos = torch.arange(T_q, device=q.device)[:, None] + (T_k - T_q)
+        key_pos = torch.arange(T_k, device=q.device)[None, :]
+        scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v
+    ### END SOLUTION
+
+
+# %% [markdown]
+# ### This machine's roofline
+#
+# `course_lib.roofline` measures the two roofs of this computer, with the same method you would
+# use on any machine:
+#
+# * **bandwidth**: copy an array of 256 MB (far larger than the CPU's caches) into another and
+#   count the bytes **read and written**, $2 \times 256$ MB per copy;
+# * **peak**: multiply two $2048 \times 2048$ fp32 matrices and count $2 \cdot 2048^3$ FLOPs.
+#
+# Each is repeated and the **median** is used. A copy under-reports the hardware a little: on
+# x86 an ordinary store first reads the destination line into cache ("write-allocate"), so the
+# memory really moves about 3 bytes per byte copied while we count 2. That makes our roof a
+# slightly conservative one; a pure streaming read (also printed) gets closer to the hardware.
+
+# %%
+REPEATS = 3 if GRADING else 5
+cpu = roofline.measure_machine("cpu", "fp32", repeats=REPEATS)
+cpu_read = roofline.measure_read_bandwidth(repeats=REPEATS)
+print(cpu)
+print(" ", cpu_read)
+
+# %% [markdown]
+# ### Timing your attention
+#
+# Prefill and decode at several $N$, one sequence of $H = 8$ heads of dimension $D = 64$, fp32
+# (4 bytes). Your attention materialises $S$ and $P$, so the bytes are counted **unfused**,
+# with **your** `attention_flops` and `attention_bytes`.
+#
+# The decode lengths start at $N = 32768$: K and V then take $2 \cdot 8 \cdot 32768 \cdot 64
+# \cdot 4$ B $= 134$ MB, more than any CPU cache. With a smaller cache the timing loop would
+# re-read K and V from the CPU's cache on every repeat, and the point could land *above* a
+# roofline drawn with the main-memory bandwidth. (That is a real effect, not an error: caches
+# are a higher, narrower roof.)
+
+# %%
+def measure_attention_points(device, dtype, bytes_per_elem, n_heads, head_dim, prefill_lengths,
+                             decode_lengths, repeats):
+    """Time attention() for prefill (T_q = T_k = N) and decode (T_q = 1, T_k = N); one row per point."""
+    rows = []
+    gen = torch.Generator(device=device).manual_seed(0)
+    for phase, lengths in (("prefill", prefill_lengths), ("decode", decode_lengths)):
+        for n in lengths:
+            n_q = n if phase == "prefill" else 1
+            q = torch.randn(1, n_heads, n_q, head_dim, generator=gen, device=device, dtype=dtype)
+            k = torch.randn(1, n_heads, n, head_dim, generator=gen, device=device, dtype=dtype)
+            v = torch.randn(1, n_heads, n, head_dim, generator=gen, device=device, dtype=dtype)
+            with torch.inference_mode():
+                timing = measure(lambda q=q, k=k, v=v: attention(q, k, v, causal=True), repeats=repeats,
+                                 warmup=1, device=device)
+            flops = attention_flops(n_q, n, head_dim, n_heads)
+            nbytes = attention_bytes(n_q, n, head_dim, bytes_per_elem, n_heads)
+            rows.append({"phase": phase, "N": n, "time": format_seconds(timing.median),
+                         "spread": f"{timing.spread:.0%}", "FLOPs": flops, "bytes": nbytes,
+                         "intensity (FLOP/B)": arithmetic_intensity(flops, nbytes),
+                         "GFLOP/s": flops / timing.median / 1e9, "GB/s": nbytes / timing.median / 1e9})
+    return pd.DataFrame(rows)
+
+
+def compare_with_roof(points, peak, bandwidth):
+    """Add the roofline bound and the fraction of it each point reaches."""
+    points = points.copy()
+    points["roof GFLOP/s"] = [attainable_flops(i, peak, bandwidth) / 1e9 for i in points["intensity (FLOP/B)"]]
+    points["fraction of roof"] = points["GFLOP/s"] / points["roof GFLOP/s"]
+    return points
+
+
+def report(points, where):
+    """Print how close the best decode point gets, and check every point is under the roof."""
+    decode = points[points["phase"] == "decode"]
+    best = decode.loc[decode["fraction of roof"].idxmax()]
+    print(f"{where}: best decode point N={best['N']:,} reaches {best['GB/s']:.1f} GB/s, "
+          f"{best['fraction of roof']:.0%} of the roofline ({best['GFLOP/s']:.2f} of "
+          f"{best['roof GFLOP/s']:.2f} GFLOP/s).")
+    over = points[points["fraction of roof"] > 1.0]
+    if len(over) == 0:
+        print(f"{where}: all {len(points)} measured points lie under the measured roofline.")
+    else:
+        print(f"{where}: {len(over)} point(s) ABOVE the roofline: N = {list(over['N'])}. Either a byte "
+              "count is too small, the data fit in a cache, or the probe ran while the machine was busy: "
+              "re-run this cell and the probe cell.")
+
+
+PREFILL_N = [256, 512, 1024] if GRADING else [256, 512, 1024, 2048]
+DECODE_N = [32768, 131072] if GRADING else [32768, 65536, 131072, 262144]
+cpu_points = measure_attention_points("cpu", torch.float32, 4, 8, 64, PREFILL_N, DECODE_N, REPEATS)
+cpu_points = compare_with_roof(cpu_points, cpu.peak_flops, cpu.mem_bandwidth)
+display(cpu_points)
+report(cpu_points, "CPU")
+
+# %%
+def roofline_points(points):
+    """(label, intensity, FLOP/s, phase) tuples for plot_roofline."""
+    return [(f"N={n:,}", intensity, gflops * 1e9, phase)
+            for phase, n, intensity, gflops in zip(points["phase"], points["N"], points["intensity (FLOP/B)"],
+                                                   points["GFLOP/s"], strict=True)]
+
+
+_pts = roofline_points(cpu_points)
+ax = plot_roofline([cpu], _pts, title="Your attention on this CPU (fp32), on the measured CPU roofline")
+plt.show()
+
+# %% [markdown]
+# ### On a GPU
+#
+# If this notebook runs on a machine with a CUDA GPU, the cell below repeats the measurement
+# there, in fp16 with 32 heads of dimension 128 (a Llama-like layer), and draws the GPU's
+# measured roofline next to its datasheet roofline. On a CPU-only machine it says so and does
+# nothing.
+
+# %%
+if torch.cuda.is_available():
+    gpu = roofline.measure_machine("cuda", "fp16", repeats=REPEATS)
+    print(gpu)
+    gpu_points = measure_attention_points("cuda", torch.float16, 2, 32, 128, [1024, 2048, 4096, 8192],
+                                          [8192, 32768, 131072], REPEATS)
+    gpu_points = compare_with_roof(gpu_points, gpu.peak_flops, gpu.mem_bandwidth)
+    display(gpu_points)
+    report(gpu_points, "GPU")
+    _spec = roofline.spec_for_gpu(torch.cuda.get_device_name())
+    _devices = [gpu] + ([_spec] if _spec is not None else [])
+    _pts = roofline_points(gpu_points)
+    ax = plot_roofline(_devices, _pts, title="Your attention on this GPU (fp16)")
+    plt.show()
+else:
+    print("No CUDA GPU on this machine: only the CPU points above. On a GPU, expect decode near the "
+          "memory roof at about 1 FLOP/B and prefill far below the fp16 peak (unfused attention).")
+
+# %% [markdown]
+# **Written answer (4 points).** Look at your measured points. (a) Which side of the CPU's
+# ridge point does each phase fall on, and is that what Part 3 predicts? (b) How close to the
+# roofline does your best decode point get, and what keeps it from 100%? (c) Why are the
+# prefill points further below their roof? (d) Why must the decode K/V be larger than the CPU's
+# caches for this comparison to be fair?
+
+# %% [markdown] answer id=answer_measured points=4
+# (a) On the reference machine (2 cores of an AMD EPYC) the copy probe gave about 28–31 GB/s and
+# the matmul probe about 180 GFLOP/s, a ridge near 6 FLOP/B. Decode sits at about 0.48 FLOP/B
+# (fp32 with unfused $S$/$P$: $(4d+5)/(4(2d+4))$ for $d = 64$), far left of the ridge:
+# memory-bound, as Part 3 predicts. Prefill sits at 13–16 FLOP/B, right of the ridge, so its roof
+# is the matmul peak: compute-bound on this CPU, even unfused (in fp32 the $S$/$P$ traffic costs
+# 4 bytes per element, and the CPU's ridge is much lower than a GPU's).
+#
+# (b) The best decode point reached roughly 55–65% of the roof (about 16–18 GB/s out of ~29).
+# The rest goes to work the model does not see: the separate steps of an unfused attention
+# (scale, mask, softmax) each read and write the scores again; PyTorch's per-operation overhead;
+# and a read-mostly kernel on two cores that does not keep enough memory requests in flight.
+#
+# (c) Prefill runs at 30–80 GFLOP/s of a 180 GFLOP/s roof (about 20–45%). Its matmuls have an inner
+# dimension of only 64 (Q Kᵀ) and produce large $N \times N$ outputs that do not stay in cache;
+# the softmax's 5 FLOPs per element run at vector speed, not matmul speed; and the extra passes
+# over $S$ add memory traffic, so in practice the kernel is partly memory-bound even where the
+# count says compute-bound.
+#
+# (d) The roofline's slanted roof is the *main-memory* bandwidth. If K and V fit in the last-level
+# cache (32 MiB here), every timed repeat reads them from cache, which is several times faster
+# than DRAM, and the point can rise above the DRAM roof. Starting at 134 MB of K/V forces every
+# repeat to stream from main memory, the situation of a real KV cache of many sequences.

@@ -1,0 +1,126 @@
+"""The round trip through real nbgrader: release, submit, autograde, feedback, grades."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nbformat
+import pytest
+
+from tools import pipeline
+from tools.samples import ROOT, available_labs, load_variants
+
+
+def _row(rows, student, lab):
+    matches = [r for r in rows if r.student == student and r.lab == lab]
+    assert matches, f"no grade row for {student}/{lab}"
+    return matches[0]
+
+
+@pytest.mark.parametrize("lab", available_labs())
+def test_solution_gets_every_autograded_point(graded_course, lab):
+    _, rows, _ = graded_course
+    row = _row(rows, "solution", lab)
+    assert row.status == "graded", row.status
+    assert row.auto_max > 0
+    assert row.auto_score == row.auto_max, row.failed_tests
+
+
+@pytest.mark.parametrize("lab", available_labs())
+def test_untouched_release_gets_nothing(graded_course, lab):
+    _, rows, _ = graded_course
+    row = _row(rows, "untouched", lab)
+    assert row.status == "graded", row.status
+    assert row.auto_score == 0
+    assert row.failed_tests and all("NotImplementedError" in m for m in row.failed_tests.values())
+
+
+@pytest.mark.parametrize("lab", [lab for lab in available_labs() if load_variants(lab)])
+def test_mistakes_get_partial_credit_and_named_feedback(graded_course, lab):
+    root, rows, _ = graded_course
+    row = _row(rows, "mistakes", lab)
+    assert 0 < row.auto_score < row.auto_max, (row.auto_score, row.auto_max)
+    module = load_variants(lab)
+    html = (root / "feedback" / "mistakes" / lab / f"{lab}.html").read_text()
+    by_name = {m["name"]: m for m in module.MUTANTS}
+    for name in module.SAMPLE_MISTAKES:
+        mutant = by_name[name]
+        for test in mutant["fails"]:
+            assert test in row.failed_tests, f"{name}: {test} did not fail"
+        assert mutant["message"].lower() in html.lower(), f"feedback does not name {name!r}"
+
+
+@pytest.mark.parametrize("lab", available_labs())
+def test_feedback_hides_hidden_tests(graded_course, lab):
+    root, _, _ = graded_course
+    for student in ("solution", "mistakes"):
+        path = root / "feedback" / student / lab / f"{lab}.html"
+        if not path.exists():
+            continue
+        html = path.read_text()
+        assert "BEGIN HIDDEN TESTS" not in html
+        source = nbformat.read(root / "source" / lab / f"{lab}.ipynb", as_version=4)
+        # a line that only exists inside hidden tests must not leak
+        for cell in source.cells:
+            if "### BEGIN HIDDEN TESTS" in cell.source:
+                hidden = cell.source.split("### BEGIN HIDDEN TESTS", 1)[1].split("### END HIDDEN TESTS")[0]
+                probe = max((ln.strip() for ln in hidden.splitlines()), key=len)
+                assert probe and probe not in html, f"hidden test line leaked into feedback: {probe}"
+
+
+def test_reference_files_stay_out_of_release_but_reach_grading(graded_course):
+    root, _, _ = graded_course
+    for lab in available_labs():
+        refs = [p for d in pipeline.REFERENCE_DIRS for p in (root / "source" / lab / d).glob("*")]
+        if not refs:
+            continue
+        assert not any((root / "release" / lab / d).exists() for d in pipeline.REFERENCE_DIRS)
+        for ref in refs:
+            rel = ref.relative_to(root / "source" / lab)
+            assert (root / "autograded" / "solution" / lab / rel).exists(), f"{rel} missing in autograded/"
+
+
+def test_grades_csv(graded_course, tmp_path):
+    root, rows, _ = graded_course
+    out = tmp_path / "grades.csv"
+    pipeline.write_csv(rows, out)
+    text = out.read_text()
+    assert text.splitlines()[0].startswith("student,lab,status,autograded_points")
+    assert len(text.splitlines()) == 1 + len(rows)
+    table = pipeline.format_table(rows)
+    assert "solution" in table and "100.0" in table
+
+
+def test_broken_submission_is_reported_not_fatal(graded_course):
+    root, _, _ = graded_course
+    lab = available_labs()[0]
+    bad = root / "submitted" / "broken-json" / lab / f"{lab}.ipynb"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"cells": [ this is not json')
+    runs = pipeline.autograde(root, [("broken-json", lab), ("solution", lab)], verbose=False)
+    assert [r.success for r in runs] == [False, True]
+    assert "JSON" in runs[0].error or "json" in runs[0].error.lower()
+    rows = pipeline.collect_grades(root, runs)
+    row = _row(rows, "broken-json", lab)
+    assert row.status.startswith("not graded") and row.auto_score == 0 and row.auto_max > 0
+    shutil.rmtree(bad.parent.parent)
+
+
+def test_committed_release_matches_source(tmp_path):
+    """release/ is committed; it must be what nbgrader generates from source/ today."""
+    shutil.copytree(ROOT / "source", tmp_path / "source")
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
+    pipeline.release(tmp_path)
+    for lab in available_labs():
+        fresh = json.loads((tmp_path / "release" / lab / f"{lab}.ipynb").read_text())
+        committed_path = ROOT / "release" / lab / f"{lab}.ipynb"
+        assert committed_path.exists(), f"release/{lab} missing: run `make release`"
+        committed = json.loads(committed_path.read_text())
+        assert fresh == committed, f"release/{lab} is stale: run `make release` and commit"
+        fresh_files = sorted(p.relative_to(tmp_path / "release" / lab).as_posix()
+                             for p in (tmp_path / "release" / lab).rglob("*") if p.is_file())
+        committed_files = sorted(p.relative_to(ROOT / "release" / lab).as_posix()
+                                 for p in (ROOT / "release" / lab).rglob("*") if p.is_file()
+                                 and ".ipynb_checkpoints" not in p.parts)
+        assert fresh_files == committed_files
