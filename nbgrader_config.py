@@ -28,6 +28,19 @@ c.Execute.interrupt_on_timeout = True
 # nbgrader scores a test cell 0 if it writes anything to stderr. Warnings are not errors.
 c.IgnorePattern.pattern = r"\w*Warning: "
 
+# nbgrader's LimitOutput counts lines only; one huge line would still bloat the notebook and
+# the feedback. CapOutputSize cuts each output to 100,000 characters.
+c.Autograde.autograde_preprocessors = [
+    "nbgrader.preprocessors.Execute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "course_lib.nbgrader_ext.CapOutputSize",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Feedback must not show the hidden tests.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",

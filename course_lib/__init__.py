@@ -8,6 +8,7 @@ One module per concern:
 - ``minigpt``   the course's tiny GPT (building blocks; students write attention and the cache)
 - ``timing``    timers with repeats, medians and progress bars
 - ``plotting``  latency and roofline plots
+- ``roofline``  probes of this machine's memory bandwidth and matmul peak (Lab 02)
 - ``references`` regenerates Lab 01's reference outputs (``python -m course_lib.references``)
 
 It holds helpers, never the answers students must write.

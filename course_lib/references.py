@@ -270,6 +270,10 @@ def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_
     for name, bns in bug_ns.items():
         try:
             arrays["fwd/bug/" + name] = run_forward_schedule(bns, idx.to(device), FORWARD_SCHEDULE)
+            with torch.no_grad():
+                bug_full = _np(bns["forward"](bns["model"], idx.to(device)))
+            if not np.array_equal(bug_full, arrays["fwd/logits"]):
+                arrays["fwd/bug_uncached/" + name] = bug_full
         except Exception as exc:  # noqa: BLE001 - a mistake may crash; then there is nothing to store
             log(f"  forward mutant {name} raised {type(exc).__name__}: {exc} (not stored)")
     log(f"forward: idx {tuple(idx.shape)}, cached-vs-uncached relative error {self_err:.2e}")

@@ -75,7 +75,7 @@ class HardwareSpec:
 #: The course's own tiny GPT (Lab 01). Lab 00's formula must predict its cache to the byte.
 MINIGPT = ModelSpec(
     name="MiniGPT", n_layers=4, n_heads=4, n_kv_heads=2, head_dim=32, d_model=128, d_ff=512,
-    vocab_size=256, max_seq_len=16384, dtype="fp32", n_params=None, attention="GQA",
+    vocab_size=256, max_seq_len=16384, dtype="fp32", n_params=787_584, attention="GQA",
     sources=("course",),
     notes="The course's own model (course_lib.minigpt): byte-level vocabulary, fp32, "
           "4 query heads sharing 2 KV heads.",

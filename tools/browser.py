@@ -221,8 +221,10 @@ class JupyterLab:
     Use as a context manager; :attr:`url` gives ``/lab/tree/<path>?reset&token=...`` URLs.
     """
 
-    def __init__(self, root_dir: Path, state_dir: Path, startup_timeout: float = 90.0) -> None:
+    def __init__(self, root_dir: Path, state_dir: Path, startup_timeout: float = 90.0,
+                 env: dict[str, str] | None = None) -> None:
         self.root_dir = Path(root_dir)
+        self.extra_env = dict(env or {})
         self.state_dir = Path(state_dir)
         self.startup_timeout = startup_timeout
         self.port = free_port()
@@ -253,6 +255,7 @@ class JupyterLab:
                    JUPYTER_RUNTIME_DIR=str(self.state_dir / "runtime"),
                    JUPYTERLAB_WORKSPACES_DIR=str(self.state_dir / "workspaces"),
                    JUPYTER_PLATFORM_DIRS="1", PYTHONWARNINGS="ignore")
+        env.update(self.extra_env)  # kernels inherit the server's environment
         return env
 
     def start(self) -> JupyterLab:

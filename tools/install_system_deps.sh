@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system pieces the site build and the browser tests need, only when missing.
 #
-#   bash tools/install_system_deps.sh                 chromium + bubblewrap (apt) and MathJax (npm)
+#   bash tools/install_system_deps.sh                 chromium + bubblewrap + postgresql (apt) and MathJax (npm)
 #   bash tools/install_system_deps.sh --mathjax-only  only MathJax (what `python -m tools.site` needs)
 #
 # Idempotent and quiet when everything is present. Safe to run as root on a fresh Debian
@@ -54,6 +54,11 @@ if [ "$mathjax_only" -eq 0 ]; then
   command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
   # Fonts so that screenshots show text (a bare machine may have none).
   [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+  # PostgreSQL server binaries for the parallel autograder's gradebook (tools/classroom.py
+  # starts its own throwaway cluster; Debian keeps pg_ctl off PATH, under /usr/lib/postgresql).
+  if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    missing+=(postgresql)
+  fi
   if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
   fi

@@ -46,17 +46,24 @@ def _ensure_venv_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
-def make_api(root: Path = ROOT, for_release: bool = False):  # -> NbGraderAPI
+def make_api(root: Path = ROOT, for_release: bool = False, timeout: int | None = None,
+             sandbox: bool | None = None):  # -> NbGraderAPI
     """An NbGraderAPI configured by ``root/nbgrader_config.py``.
 
     With ``for_release=True`` the reference folders are added to ``CourseDirectory.ignore``
     so that ``generate_assignment`` leaves them out of release/; autograde must *not* ignore
     them, because it copies the source's files next to the student's notebook.
+
+    ``sandbox``: run autograde's kernels in bwrap (tools/sandbox.py); None = the default
+    (on where bwrap works, unless KVCOURSE_SANDBOX=0). Feedback always drops output lines
+    that quote hidden tests.
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
+
+    from tools import sandbox as sandbox_tool
 
     _ensure_venv_on_path()
     _quiet()
@@ -66,6 +73,13 @@ def make_api(root: Path = ROOT, for_release: bool = False):  # -> NbGraderAPI
     config.CourseDirectory.db_url = "sqlite:///" + str(root / "gradebook.db")
     if for_release:
         config.CourseDirectory.ignore = list(config.CourseDirectory.ignore) + list(REFERENCE_DIRS)
+    elif sandbox_tool.enabled() if sandbox is None else sandbox:
+        config.Autograde.autograde_preprocessors = sandbox_tool.autograde_preprocessors()
+    if "preprocessors" in config.GenerateFeedback:
+        config.GenerateFeedback.preprocessors = sandbox_tool.feedback_preprocessors(
+            list(config.GenerateFeedback.preprocessors))
+    if timeout is not None:
+        config.Execute.timeout = timeout
     coursedir = CourseDirectory(config=config)
     return NbGraderAPI(coursedir=coursedir, config=config)
 
@@ -107,21 +121,31 @@ def submissions(root: Path = ROOT) -> list[tuple[str, str]]:
     return pairs
 
 
+_EXC_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit))(?::\s*(.*))?$")
+
+
 def _short_error(result: dict) -> str:
+    """The most telling line of a failed nbgrader run: the last "SomeError: message" line."""
     text = (result.get("error") or "") + "\n" + (result.get("log") or "")
-    for pattern in (r"(NotJSONError[^\n]*)", r"(DeadKernelError[^\n]*)", r"(CellTimeoutError[^\n]*)",
-                    r"\[ERROR\] ([^\n]+)"):
-        m = re.search(pattern, text)
+    for line in reversed(text.strip().splitlines()):
+        m = _EXC_LINE.match(line.strip())
         if m:
-            return m.group(1).strip()[:200]
+            return (m.group(1) + (": " + m.group(2) if m.group(2) else ""))[:200]
+    m = re.search(r"ERROR\] ([^\n]+)", text)
+    if m:
+        return m.group(1).strip()[:200]
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:200] if lines else "unknown error"
 
 
 def autograde(root: Path = ROOT, pairs: list[tuple[str, str]] | None = None,
-              verbose: bool = True) -> list[GradeRun]:
-    """Autograde submissions one by one in this process; a failure never stops the batch."""
-    api = make_api(root)
+              verbose: bool = True, timeout: int | None = None,
+              sandbox: bool | None = None) -> list[GradeRun]:
+    """Autograde submissions one by one in this process; a failure never stops the batch.
+
+    ``timeout`` overrides the per-cell time limit of nbgrader_config.py (seconds).
+    ``sandbox``: see make_api (None = on where bwrap works, unless KVCOURSE_SANDBOX=0)."""
+    api = make_api(root, timeout=timeout, sandbox=sandbox)
     pairs = submissions(root) if pairs is None else pairs
     runs = []
     for i, (student, lab) in enumerate(pairs, 1):
@@ -138,6 +162,44 @@ def autograde(root: Path = ROOT, pairs: list[tuple[str, str]] | None = None,
             status = "ok" if run.success else f"FAILED ({run.error})"
             print(f"  [{i}/{len(pairs)}] autograde {lab} / {student}: {seconds:.1f} s, {status}", flush=True)
     return runs
+
+
+_NOT_GRADED_HTML = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{lab}: not graded</title></head>
+<body style="font-family: sans-serif; max-width: 50em; margin: 2em auto">
+<h1>{lab}: your submission could not be graded</h1>
+<p><b>Reason:</b> {reason}</p>
+<p>{advice}</p>
+<p>Nothing you submitted is lost: your notebook is kept as you handed it in. Fix the problem,
+check it with <b>Validate</b> in JupyterLab (it runs the notebook the way the grader does), and
+submit again, or ask your instructor.</p>
+</body></html>
+"""
+
+
+def _advice(reason: str) -> str:
+    text = reason.lower()
+    if "json" in text:
+        return "The file is not a valid notebook (its JSON is broken): was it edited outside Jupyter or cut short?"
+    if "dead" in text or "died" in text:
+        return ("The Python kernel died while running your notebook: a call such as os._exit() or "
+                "sys.exit(), a crash in native code, or running out of memory.")
+    if "timeout" in text or "timed out" in text:
+        return "A cell ran past the time limit and could not be interrupted (does it ignore Ctrl-C?)."
+    if "no notebook" in text or "could not find" in text or "matched" in text:
+        return "No notebook with the lab's name was found in your submission."
+    return "The grader stopped with the error above."
+
+
+def write_failure_feedback(root: Path, run: GradeRun) -> Path:
+    """feedback/<student>/<lab>/<lab>.html explaining why a submission was not graded."""
+    import html
+
+    path = root / "feedback" / run.student / run.lab / f"{run.lab}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_NOT_GRADED_HTML.format(lab=html.escape(run.lab), reason=html.escape(run.error),
+                                            advice=html.escape(_advice(run.error))))
+    return path
 
 
 def feedback(root: Path = ROOT, labs: list[str] | None = None) -> None:
@@ -183,6 +245,49 @@ def named_mistakes(notebook_path: Path) -> dict[str, str]:
     return out
 
 
+def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True) -> dict[tuple[str, str], object]:
+    """Scan and second opinion (tools/integrity.py) for every graded submission.
+
+    Tests that nbgrader passed but the second opinion failed get a manual score of 0 in the
+    gradebook; a tamper finding holds all the submission's autograded points (manual score 0
+    on every autograded test) for the instructor to review in the formgrader.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from tools import integrity
+
+    verdicts: dict[tuple[str, str], object] = {}
+    with Gradebook("sqlite:///" + str(root / "gradebook.db")) as gb:
+        for run in runs:
+            if not run.success:
+                continue
+            submitted = root / "submitted" / run.student / run.lab / f"{run.lab}.ipynb"
+            source_path = root / "source" / run.lab / f"{run.lab}.ipynb"
+            try:
+                submission = nbformat.read(submitted, as_version=4)
+                nb = gb.find_submission_notebook(run.lab, run.lab, run.student)
+            except (MissingEntry, OSError, nbformat.reader.NotJSONError):
+                continue
+            findings = integrity.scan(submission, nbformat.read(source_path, as_version=4))
+            passed_by_nbgrader = {g.name: (g.auto_score or 0) >= g.max_score for g in nb.grades
+                                  if g.cell_type == "code" and g.max_score}
+            disagreements = []
+            if any(passed_by_nbgrader.values()):
+                second = integrity.second_opinion(submitted, source_path)
+                disagreements = sorted(t for t, ok in passed_by_nbgrader.items() if ok and not second.get(t, False))
+            verdict = integrity.Verdict(findings, disagreements)
+            verdicts[(run.student, run.lab)] = verdict
+            tamper = any(f.severity == integrity.TAMPER for f in findings)
+            for grade in nb.grades:
+                if grade.cell_type == "code" and (tamper or grade.name in disagreements):
+                    grade.manual_score = 0.0
+            gb.db.commit()
+            if verbose and (findings or disagreements):
+                print(f"  integrity {run.lab} / {run.student}: {'HELD' if verdict.held else 'noted'}: "
+                      f"{verdict.summary()}", flush=True)
+    return verdicts
+
+
 @dataclass
 class GradeRow:
     """One student's result for one lab."""
@@ -195,17 +300,22 @@ class GradeRow:
     manual_max: float = 0.0
     seconds: float = 0.0
     failed_tests: dict[str, str] = field(default_factory=dict)
+    integrity: str = ""
 
     @property
     def percent(self) -> float:
         return 100.0 * self.auto_score / self.auto_max if self.auto_max else 0.0
 
 
-def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None) -> list[GradeRow]:
-    """Scores per (student, lab) from the gradebook, with the named mistakes of failed tests."""
+def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
+                   verdicts: dict | None = None) -> list[GradeRow]:
+    """Scores per (student, lab) from the gradebook, with the named mistakes of failed tests.
+
+    Scores include manual overrides (the integrity check's withheld points among them)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     timing = {(r.student, r.lab): r for r in runs or []}
+    verdicts = verdicts or {}
     rows = []
     with Gradebook("sqlite:///" + str(root / "gradebook.db")) as gb:
         for student, lab in submissions(root):
@@ -220,14 +330,21 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None) -> lis
             elif nb is None:
                 row.status = "not graded"
             if nb is not None and (run is None or run.success):
+                missing = [g.name for g in nb.grades if g.cell_type == "code" and g.needs_manual_grade]
+                if missing:
+                    row.status = f"graded; {len(missing)} test cells missing from the notebook: needs manual grading"
                 for grade in nb.grades:
                     d = grade.to_dict()
                     if d["cell_type"] == "code":
                         row.auto_max += d["max_score"]
-                        row.auto_score += d["auto_score"] or 0.0
+                        score = d["manual_score"] if d["manual_score"] is not None else d["auto_score"]
+                        row.auto_score += score or 0.0
                     else:
                         row.manual_max += d["max_score"]
                 row.failed_tests = named_mistakes(root / "autograded" / student / lab / f"{lab}.ipynb")
+                verdict = verdicts.get((student, lab))
+                if verdict is not None and (verdict.findings or verdict.disagreements):
+                    row.integrity = ("HELD for review: " if verdict.held else "note: ") + verdict.summary()
             else:
                 # still report the points the lab is worth
                 try:
@@ -249,34 +366,52 @@ def write_csv(rows: list[GradeRow], path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "lab", "status", "autograded_points", "autograded_max",
-                         "autograded_percent", "manual_points_max", "grading_seconds", "failed_tests"])
+                         "autograded_percent", "manual_points_max", "grading_seconds", "failed_tests",
+                         "integrity"])
         for r in rows:
             mistakes = "; ".join(f"{k}: {v}" for k, v in sorted(r.failed_tests.items()))
             writer.writerow([r.student, r.lab, r.status, f"{r.auto_score:g}", f"{r.auto_max:g}",
-                             f"{r.percent:.1f}", f"{r.manual_max:g}", f"{r.seconds:.2f}", mistakes])
+                             f"{r.percent:.1f}", f"{r.manual_max:g}", f"{r.seconds:.2f}", mistakes, r.integrity])
 
 
 def format_table(rows: list[GradeRow]) -> str:
     """The score table printed at the end of the demo."""
-    lines = [f"{'student':<12} {'lab':<20} {'autograded':>12} {'%':>6} {'manual':>7} {'time':>7}  status / named mistakes",
-             "-" * 110]
+    w = max([len("student")] + [len(r.student) for r in rows])
+    lines = [f"{'student':<{w}} {'lab':<20} {'autograded':>12} {'%':>6} {'manual':>7} {'time':>7}  status",
+             "-" * (w + 60)]
+    indent = " " * (w + 4)
     for r in rows:
-        lines.append(f"{r.student:<12} {r.lab:<20} {r.auto_score:>5g} / {r.auto_max:<4g} {r.percent:>6.1f} "
+        lines.append(f"{r.student:<{w}} {r.lab:<20} {r.auto_score:>5g} / {r.auto_max:<4g} {r.percent:>6.1f} "
                      f"{'+' + format(r.manual_max, 'g'):>7} {r.seconds:>6.1f}s  {r.status}")
+        if r.integrity:
+            lines.append(f"{indent}! {r.integrity}")
         for test, mistake in sorted(r.failed_tests.items()):
-            lines.append(f"{'':>48}- {test}: {mistake}")
+            lines.append(f"{indent}- {test}: {mistake}")
     return "\n".join(lines)
 
 
-def report(root: Path = ROOT, runs: list[GradeRun] | None = None) -> list[GradeRow]:
+def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
+           verdicts: dict | None = None) -> list[GradeRow]:
     """Feedback HTML, grades.csv and the score table."""
     feedback(root)
-    rows = collect_grades(root, runs)
+    for run in runs or []:
+        if not run.success:
+            write_failure_feedback(root, run)
+    rows = collect_grades(root, runs, verdicts)
     write_csv(rows, root / "grades.csv")
     print(format_table(rows))
     print("\n'manual' = points of written answers, graded by hand in the formgrader.")
+    if "WARNING" in sandbox_status():
+        print(sandbox_status())
     print(f"grades: {(root / 'grades.csv').relative_to(root)}; feedback: feedback/<student>/<lab>/<lab>.html")
     return rows
+
+
+def sandbox_status() -> str:
+    """The sandbox's status line (tools/sandbox.py): on, off by choice, or unavailable."""
+    from tools import sandbox as sandbox_tool
+
+    return sandbox_tool.status_line()
 
 
 def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
@@ -289,19 +424,23 @@ def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
     for path in write_samples(root):
         print(f"   {path.relative_to(root)}")
     print("3. autograde (one nbgrader process for the whole batch)")
+    print("   " + sandbox_status())
     runs = autograde(root)
     if runs:
         per = sum(r.seconds for r in runs) / len(runs)
         print(f"   {len(runs)} submissions, {per:.1f} s per submission on average")
-    print("4. feedback, grades.csv and scores")
-    rows = report(root, runs)
+    print("4. integrity: static scan and second opinion outside the student's kernel")
+    verdicts = check_integrity(root, runs)
+    print(f"   {len(verdicts)} graded submissions checked, {sum(v.held for v in verdicts.values())} held for review")
+    print("5. feedback, grades.csv and scores")
+    rows = report(root, runs, verdicts)
     if site:
         try:
             from tools import site as site_tool
         except ImportError:
-            print("5. solutions site: tools/site.py not present, skipped")
+            print("6. solutions site: tools/site.py not present, skipped")
         else:
-            print("5. solutions site -> build/site/")
+            print("6. solutions site -> build/site/")
             site_tool.main([])
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     return rows
@@ -311,7 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["demo", "release", "samples", "autograde", "report"])
     parser.add_argument("--no-site", action="store_true", help="demo: skip building the solutions site")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="grade without the bwrap sandbox (same as KVCOURSE_SANDBOX=0)")
     args = parser.parse_args(argv)
+    if args.no_sandbox:
+        os.environ["KVCOURSE_SANDBOX"] = "0"
     os.chdir(ROOT)
     if args.command == "demo":
         demo(ROOT, site=not args.no_site)

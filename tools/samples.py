@@ -106,8 +106,18 @@ def write_submission(root: Path, lab: str, student: str, variant: str) -> Path:
     return target
 
 
-def write_samples(root: Path = ROOT) -> list[Path]:
-    """The demo's sample submissions for every lab that has a release."""
+#: Extra demo students built on Lab 00: two tampering attempts and one broken file.
+DEMO_TAMPER = ("rebind-checker", "input-transformer")
+DEMO_BROKEN = ("invalid-json",)
+
+
+def write_samples(root: Path = ROOT, extras: bool = True) -> list[Path]:
+    """The demo's sample submissions for every lab that has a release.
+
+    With ``extras``, also a few tampering and broken Lab 00 submissions (tools/variants/tamper.py),
+    to show that they are caught and reported without stopping the batch."""
+    from tools.variants import tamper
+
     written = []
     for lab in available_labs(root):
         if not (root / "release" / lab).exists():
@@ -116,6 +126,12 @@ def write_samples(root: Path = ROOT) -> list[Path]:
             if student == "mistakes" and load_variants(lab) is None:
                 continue
             written.append(write_submission(root, lab, student, student))
+    if extras and (root / "release" / tamper.LAB).exists():
+        by_name = {a["name"]: a for a in tamper.TAMPER}
+        for name in DEMO_TAMPER:
+            written.append(tamper.write_tamper(root, by_name[name], f"tamper-{name}"))
+        for name in DEMO_BROKEN:
+            written.append(tamper.write_broken(root, name, f"broken-{name}"))
     return written
 
 

@@ -39,6 +39,7 @@ import argparse
 import copy
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -238,37 +239,51 @@ def _hash_tree(h: hashlib._Hash, folder: Path, patterns: tuple[str, ...]) -> Non
                 h.update(path.read_bytes())
 
 
-def execution_key(nb: nbformat.NotebookNode, workdir: Path) -> str:
-    """Cache key of an execution: notebook code + course_lib + the lab's ref/ files."""
+def execution_key(nb: nbformat.NotebookNode, workdir: Path, quick: bool = False) -> str:
+    """Cache key of an execution: notebook code + course_lib + the lab's ref/ files + mode."""
     h = hashlib.sha256()
-    h.update(f"v{CACHE_VERSION} py{sys.version_info[:2]}".encode())
+    h.update(f"v{CACHE_VERSION} py{sys.version_info[:2]} quick={quick}".encode())
     h.update(json.dumps([[c.cell_type, c.source] for c in nb.cells]).encode())
     _hash_tree(h, ROOT / "course_lib", ("*.py", "data/*"))
     _hash_tree(h, workdir / "ref", ("*",))
     return h.hexdigest()[:20]
 
 
-def execute(nb: nbformat.NotebookNode, lab: Lab, rerun: bool = False,
+def cache_path(nb: nbformat.NotebookNode, lab: Lab, quick: bool = False) -> Path:
+    """Where the executed version of ``nb`` is (or would be) cached."""
+    mode = ".quick" if quick else ""
+    return CACHE_DIR / f"{lab.name}{mode}.{execution_key(nb, lab.workdir, quick)}.ipynb"
+
+
+def execute(nb: nbformat.NotebookNode, lab: Lab, rerun: bool = False, quick: bool = False,
             timeout: int = 900) -> tuple[nbformat.NotebookNode, bool]:
-    """Execute ``nb`` in ``lab.workdir`` (or reuse a cached run). Returns (notebook, from_cache)."""
+    """Execute ``nb`` in ``lab.workdir`` (or reuse a cached run). Returns (notebook, from_cache).
+
+    ``quick`` runs the kernel with ``NBGRADER_EXECUTION=validate``: the labs then shrink their
+    ungraded benchmarks as they do while graded (course_lib.timing.is_autograding).
+    """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    key = execution_key(nb, lab.workdir)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    cached = CACHE_DIR / f"{lab.name}.{key}.ipynb"
+    cached = cache_path(nb, lab, quick)
     if cached.exists() and not rerun:
         return nbformat.read(cached, as_version=4), True
     nb = copy.deepcopy(nb)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(lab.workdir)}})
+    kernel_log = CACHE_DIR / f"{lab.name}.kernel.log"
     try:
-        client.execute()
+        # The kernel's own stderr (ipykernel start-up notices) goes to a log, not the console.
+        with kernel_log.open("wb") as log:
+            env = dict(os.environ, NBGRADER_EXECUTION="validate") if quick else None
+            client.execute(stderr=log, env=env)
     except CellExecutionError as err:
         raise SiteError(f"{lab.name}: a cell failed while executing the solutions notebook "
                         f"(cwd {lab.workdir.relative_to(ROOT)}):\n{err}") from err
-    for old in CACHE_DIR.glob(f"{lab.name}.*.ipynb"):
-        old.unlink()
+    for old in CACHE_DIR.glob(f"{lab.name}{'.quick' if quick else ''}.*.ipynb"):
+        if old.name.count(".") == cached.name.count("."):
+            old.unlink()
     tmp = cached.with_suffix(".tmp")
     nbformat.write(nb, tmp)
     tmp.replace(cached)
@@ -286,9 +301,11 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _sync_tree(src: Path, dst: Path) -> set[Path]:
+def _sync_tree(src: Path, dst: Path, skip: tuple[Path, ...] = ()) -> set[Path]:
     written = set()
     for path in sorted(src.rglob("*")):
+        if path in skip:
+            continue
         if path.is_file() and "__pycache__" not in path.parts and "screenshots" not in path.parts:
             target = dst / path.relative_to(src)
             _write_if_changed(target, path.read_bytes())
@@ -326,8 +343,17 @@ def title_and_summary(nb: nbformat.NotebookNode) -> tuple[str, str]:
     return "", ""
 
 
+def note_pages(docs: Path = DOCS_DIR) -> list[Path]:
+    """Extra Markdown pages in docs/ (e.g. calibration reports): instructor notes.
+
+    They go on the solutions site (sidebar section "Notes"), never on the student site.
+    """
+    return sorted(p for p in docs.glob("*.md") if p.name not in ("index.md", "README.md"))
+
+
 def landing_page(template: str, pages: list[tuple[str, nbformat.NotebookNode]],
-                 missing: list[str], student: bool) -> str:
+                 missing: list[str], student: bool, quick: bool = False,
+                 notes: tuple[str, ...] = ()) -> str:
     """Fill docs/index.md's {{LABS}} and {{EDITION}} placeholders."""
     items = []
     for name, nb in pages:
@@ -335,7 +361,12 @@ def landing_page(template: str, pages: list[tuple[str, nbformat.NotebookNode]],
         items.append(f"- {{doc}}`{name}`" + (f": {summary}" if summary else ""))
     for name in missing:
         items.append(f"- *{name}: not available in this build yet.*")
-    toctree = "```{toctree}\n:hidden:\n:maxdepth: 2\n\n" + "\n".join(n for n, _ in pages) + "\n```"
+    toctree = ("```{toctree}\n:hidden:\n:maxdepth: 2\n:caption: Labs\n\n"
+               + "\n".join(n for n, _ in pages) + "\n```")
+    if notes:
+        items.append("\nNotes for instructors: " + ", ".join(f"{{doc}}`{n}`" for n in notes) + ".")
+        toctree += ("\n\n```{toctree}\n:hidden:\n:maxdepth: 1\n:caption: Notes\n\n"
+                    + "\n".join(notes) + "\n```")
     if student:
         edition = ("This is the **student edition**: the tasks and visible tests of each lab, "
                    "without solutions and without outputs. Work in JupyterLab with the release "
@@ -345,6 +376,9 @@ def landing_page(template: str, pages: list[tuple[str, nbformat.NotebookNode]],
                    "executed, with the reference solutions, the visible tests and their outputs "
                    "and plots (the hidden grading tests are left out). Try each task yourself "
                    "first.")
+        if quick:
+            edition += (" *This build ran the ungraded benchmarks at their small grading sizes "
+                        "(`--quick`).*")
     return (template.replace("{{LABS}}", "\n".join(items) + "\n\n" + toctree)
             .replace("{{EDITION}}", edition))
 
@@ -352,13 +386,37 @@ def landing_page(template: str, pages: list[tuple[str, nbformat.NotebookNode]],
 # --------------------------------------------------------------------------- build
 
 
-def build(student: bool = False, strict: bool = False, rerun: bool = False,
+def solutions_labs() -> list[tuple[Lab, nbformat.NotebookNode]]:
+    """Every lab in source/ with the notebook its solutions page is made from (not executed)."""
+    labs = []
+    for name in discover_labs(SOURCE_DIR)[0]:
+        source_nb = nbformat.read(SOURCE_DIR / name / f"{name}.ipynb", as_version=4)
+        lab = Lab(name, SOURCE_DIR / name / f"{name}.ipynb", SOURCE_DIR / name)
+        labs.append((lab, solutions_notebook(source_nb, name)))
+    return labs
+
+
+def full_execution_cached() -> bool:
+    """True when every lab's full-size execution is in the cache (a build would run nothing)."""
+    return all(cache_path(nb, lab).exists() for lab, nb in solutions_labs())
+
+
+def stage_dir(student: bool = False) -> Path:
+    """The folder Sphinx builds from (docs/ + the staged notebooks <lab>.ipynb + MathJax)."""
+    return BUILD_DIR / ".site-stage" / ("site-student" if student else "site")
+
+
+def build(student: bool = False, strict: bool = False, rerun: bool = False, quick: bool = False,
           out: Path | None = None, quiet: bool = False) -> Path:
-    """Build the site; return the path of its index.html."""
+    """Build the site; return the path of its index.html.
+
+    ``quick`` executes the notebooks with their benchmarks shrunk (see :func:`execute`); the
+    tests use it when no full-size execution is cached.
+    """
     t0 = time.perf_counter()
     variant = "site-student" if student else "site"
     out = out or BUILD_DIR / variant
-    stage = BUILD_DIR / ".site-stage" / variant
+    stage = stage_dir(student)
     doctrees = BUILD_DIR / ".site-doctrees" / variant
 
     def say(msg: str) -> None:
@@ -378,6 +436,10 @@ def build(student: bool = False, strict: bool = False, rerun: bool = False,
             release_path = RELEASE_DIR / name / f"{name}.ipynb"
             if release_path.exists():
                 page = student_notebook(nbformat.read(release_path, as_version=4))
+                fresh = release_from_source(source_nb)
+                if [c.source for c in page.cells] != [c.source for c in fresh.cells]:
+                    say(f"{name}: release/{name} differs from what source/{name} gives now "
+                        "(run the release step again); using release/ as it is")
             else:
                 say(f"{name}: no release/{name}/{name}.ipynb; made the student page from the "
                     "source notebook with nbgrader's ClearSolutions/ClearHiddenTests")
@@ -386,16 +448,18 @@ def build(student: bool = False, strict: bool = False, rerun: bool = False,
         else:
             lab = Lab(name, SOURCE_DIR / name / f"{name}.ipynb", SOURCE_DIR / name)
             t = time.perf_counter()
-            page, cached = execute(solutions_notebook(source_nb, name), lab, rerun=rerun)
+            page, cached = execute(solutions_notebook(source_nb, name), lab, rerun=rerun,
+                                   quick=quick)
             say(f"{name}: " + ("reused cached execution" if cached
                                else f"executed in {time.perf_counter() - t:.1f} s"))
         pages.append((name, page))
 
     # Stage: docs/ + notebooks + MathJax, rewriting only files whose content changed.
-    keep = _sync_tree(DOCS_DIR, stage)
+    notes = [] if student else note_pages()
+    keep = _sync_tree(DOCS_DIR, stage, skip=tuple(set(note_pages()) - set(notes)))
     index = stage / "index.md"
     _write_if_changed(index, landing_page((DOCS_DIR / "index.md").read_text(), pages, missing,
-                                          student).encode())
+                                          student, quick, tuple(p.stem for p in notes)).encode())
     for name, page in pages:
         target = stage / f"{name}.ipynb"
         _write_if_changed(target, (nbformat.writes(page) + "\n").encode())
@@ -416,9 +480,9 @@ def build(student: bool = False, strict: bool = False, rerun: bool = False,
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-d", str(doctrees),
            str(stage), str(out)]
     if student:
-        cmd[4:4] = ["-t", "student"]
+        cmd[3:3] = ["-t", "student"]
     if strict:
-        cmd[4:4] = ["-W", "--keep-going"]
+        cmd[3:3] = ["-W", "--keep-going"]
     t = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True)
     warnings = [line for line in result.stderr.splitlines() if line.strip()]
@@ -440,9 +504,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="build the student-safe site (no solutions) into build/site-student/")
     parser.add_argument("--strict", action="store_true", help="treat Sphinx warnings as errors")
     parser.add_argument("--rerun", action="store_true", help="ignore the execution cache")
+    parser.add_argument("--quick", action="store_true",
+                        help="run the labs' ungraded benchmarks at their small grading sizes")
     args = parser.parse_args(argv)
     try:
-        build(student=args.student, strict=args.strict, rerun=args.rerun)
+        build(student=args.student, strict=args.strict, rerun=args.rerun, quick=args.quick)
     except SiteError as err:
         print(f"site: error: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,155 @@
+"""Grader trust: tampering gets no credit, broken submissions never stop the batch."""
+
+from __future__ import annotations
+
+import shutil
+
+import nbformat
+import pytest
+
+from tools import integrity, pipeline
+from tools.samples import ROOT, write_submission
+from tools.variants import tamper
+
+LAB = tamper.LAB
+
+
+# ---- unit tests of the scan and the definitions filter ------------------------------------
+@pytest.mark.parametrize("code,what", [
+    ("check_int = lambda *a, **k: None", "rebinds the checker name 'check_int'"),
+    ("import numpy as np\nnp.testing.assert_allclose = lambda *a, **k: None", "patches np.testing.assert_allclose"),
+    ("import torch\ntorch.allclose = lambda *a, **k: True", "patches torch.allclose"),
+    ("get_ipython().input_transformers_cleanup.append(lambda l: [])", "input_transformers_cleanup"),
+    ("import os\nif os.environ['NBGRADER_EXECUTION']: pass", "nbgrader's environment"),
+    ("class A(int):\n    def __eq__(self, o): return True", "subclasses int"),
+    ("def f():\n    globals()['check_int'] = print", "writes into globals()"),
+    ("import builtins\nbuiltins.isinstance = lambda *a: True", "patches builtins.isinstance"),
+    ("setattr(np.testing, 'assert_allclose', print)", "setattr() on np.testing"),
+    ("def f():\n    return open('lab00.ipynb').read()", "reads files"),
+    ("import numpy as np\nx = np.load('ref/lab01_refs.npz')", "reads files"),
+])
+def test_scan_finds_tampering(code, what):
+    findings = integrity.scan_source(code, "cell")
+    assert any(f.severity == integrity.TAMPER and what in f.what for f in findings), findings
+
+
+@pytest.mark.parametrize("code", [
+    "import torch\ntorch.backends.cuda.matmul.allow_tf32 = False",
+    "import math\ndef f(x, y=2):\n    return math.ceil(x / y)",
+    "import numpy as np\nclass KVCache:\n    def __init__(self):\n        self.k = np.zeros(3)\n    def __len__(self):\n        return 3",
+    "pd.options.display.width = 120",
+    "total = 0\nfor i in range(3):\n    total += i",
+])
+def test_scan_accepts_ordinary_code(code):
+    assert not [f for f in integrity.scan_source(code) if f.severity == integrity.TAMPER]
+
+
+def test_definitions_only_drops_statements():
+    code = ("import math\nX = 3\ncheck_int = None\nprint('hi')\nget_ipython().foo()\n"
+            "@decorator\ndef g():\n    pass\n"
+            "def f(a, b=2):\n    return a * b\n"
+            "def h(a=print('side effect')):\n    pass\n"
+            "class C:\n    '''doc'''\n    def m(self):\n        return 1\n")
+    kept = integrity.definitions_only(code)
+    assert "import math" in kept and "X = 3" in kept and "def f(a, b=2)" in kept and "class C" in kept
+    for dropped in ("check_int", "print('hi')", "get_ipython", "def g", "def h"):
+        assert dropped not in kept, dropped
+
+
+# ---- end to end, with the real nbgrader -----------------------------------------------------
+@pytest.fixture(scope="module")
+def attacked_course(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attacked")
+    shutil.copytree(ROOT / "source" / LAB, root / "source" / LAB)
+    shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    pipeline.release(root)
+    pairs = [("solution", LAB), ("correct-loops", LAB)]
+    write_submission(root, LAB, "solution", "solution")
+    write_submission(root, LAB, "correct-loops", "correct:loops_fractions")
+    for attack in tamper.TAMPER:
+        tamper.write_tamper(root, attack, f"tamper-{attack['name']}")
+        pairs.append((f"tamper-{attack['name']}", LAB))
+    for name in tamper.BROKEN:
+        tamper.write_broken(root, name, f"broken-{name}")
+        pairs.append((f"broken-{name}", LAB))
+    runs = pipeline.autograde(root, pairs, verbose=False, timeout=5)
+    plain = {(r.student): r for r in pipeline.collect_grades(root, runs)}
+    verdicts = pipeline.check_integrity(root, runs, verbose=False)
+    rows = {r.student: r for r in pipeline.report(root, runs, verdicts)}
+    return root, runs, plain, rows
+
+
+def test_the_attacks_fool_plain_nbgrader(attacked_course):
+    """Without the integrity check, some attacks get points for wrong answers (why it exists)."""
+    _, _, plain, _ = attacked_course
+    fooled = [name for name, row in plain.items() if name.startswith("tamper-") and row.auto_score > 0]
+    assert len(fooled) >= 3, {n: r.auto_score for n, r in plain.items()}
+
+
+@pytest.mark.parametrize("attack", [a["name"] for a in tamper.TAMPER])
+def test_tampering_gets_no_credit_and_is_flagged(attacked_course, attack):
+    root, _, _, rows = attacked_course
+    row = rows[f"tamper-{attack}"]
+    assert row.auto_score == 0, (row.auto_score, row.integrity)
+    assert row.integrity.startswith("HELD"), row.integrity
+    # and the gradebook agrees (nbgrader's own export would show the same)
+    from nbgrader.api import Gradebook
+
+    with Gradebook("sqlite:///" + str(root / "gradebook.db")) as gb:
+        assert gb.find_submission(LAB, f"tamper-{attack}").score == 0
+
+
+@pytest.mark.parametrize("student", ["solution", "correct-loops"])
+def test_honest_work_is_not_flagged(attacked_course, student):
+    _, _, _, rows = attacked_course
+    row = rows[student]
+    assert row.auto_score == row.auto_max and not row.integrity.startswith("HELD"), row.integrity
+
+
+@pytest.mark.parametrize("name", list(tamper.BROKEN))
+def test_broken_submissions_are_reported_not_fatal(attacked_course, name):
+    root, runs, _, rows = attacked_course
+    row = rows[f"broken-{name}"]
+    expected = tamper.BROKEN[name][1]
+    if expected == "graded":
+        assert row.status.startswith("graded"), row.status
+    else:
+        assert row.status.startswith("not graded"), row.status
+        html = (root / "feedback" / f"broken-{name}" / LAB / f"{LAB}.html").read_text()
+        assert "could not be graded" in html and "Nothing you submitted is lost" in html
+    # the student's file is untouched
+    if name not in ("no-notebook",):
+        assert (root / "submitted" / f"broken-{name}" / LAB / f"{LAB}.ipynb").exists()
+
+
+def test_infinite_loop_is_interrupted_and_the_rest_graded(attacked_course):
+    _, _, _, rows = attacked_course
+    row = rows["broken-infinite-loop"]
+    assert 0 < row.auto_score < row.auto_max
+    assert set(row.failed_tests) == {"test_kv_cache_bytes"}, row.failed_tests
+
+
+def test_huge_output_is_capped(attacked_course):
+    root, _, _, rows = attacked_course
+    assert rows["broken-huge-output"].auto_score == rows["broken-huge-output"].auto_max
+    size = (root / "autograded" / "broken-huge-output" / LAB / f"{LAB}.ipynb").stat().st_size
+    assert size < 5_000_000, size
+
+
+def test_regrading_is_idempotent(attacked_course):
+    root, _, _, rows = attacked_course
+    pairs = [("solution", LAB), ("broken-os-exit", LAB), ("tamper-rebind-checker", LAB)]
+    runs = pipeline.autograde(root, pairs, verbose=False, timeout=5)
+    verdicts = pipeline.check_integrity(root, runs, verbose=False)
+    again = {r.student: r for r in pipeline.collect_grades(root, runs, verdicts)}
+    for student, _ in pairs:
+        assert (again[student].auto_score, again[student].status[:10]) == \
+            (rows[student].auto_score, rows[student].status[:10]), student
+
+
+def test_second_opinion_notebook_keeps_trusted_cells():
+    source = nbformat.read(ROOT / "source" / LAB / f"{LAB}.ipynb", as_version=4)
+    nb = integrity.second_opinion_notebook(source, source)
+    hidden = [c for c in nb.cells if "### BEGIN HIDDEN TESTS" in c.source]
+    assert hidden, "the second opinion must run the hidden tests"
+    assert len(nb.cells) == len(source.cells)

@@ -1,0 +1,153 @@
+"""Lab 01's reference outputs: where they were made, that they are current, that they reproduce,
+that the tolerance is calibrated, and that the benchmark script runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import references as R
+from course_lib.minigpt import load_minigpt, weights_fingerprint
+from tools.nbbuild import render
+
+REF = R.REF_DIR / R.REF_FILE
+REQUIRED_META = ["device", "device_name", "torch_version", "numpy_version", "dtype", "allow_tf32_matmul",
+                 "allow_tf32_cudnn", "float32_matmul_precision", "created_utc", "weights_fingerprint",
+                 "solution_sha256"]
+
+
+@pytest.fixture(scope="module")
+def refs():
+    with np.load(REF, allow_pickle=False) as data:
+        yield {k: data[k] for k in data.files}
+
+
+def test_references_load_without_pickle_and_record_their_device(refs):
+    meta = json.loads(str(refs["meta"]))
+    for key in REQUIRED_META:
+        assert key in meta, key
+    assert meta["device"] in ("cpu", "cuda")
+    assert meta["dtype"] == "float32"
+    assert meta["allow_tf32_matmul"] is False and meta["allow_tf32_cudnn"] is False
+    assert meta["float32_matmul_precision"] == "highest"
+    assert json.loads((R.REF_DIR / R.META_FILE).read_text()) == meta
+    for key, arr in refs.items():
+        assert arr.dtype != object, key
+
+
+def test_report_references_not_run_on_cuda(refs):
+    """Prints (and warns about) every reference file that was not computed on a CUDA GPU."""
+    not_cuda = []
+    for path in sorted(R.REF_DIR.glob("*.npz")):
+        meta = R.read_meta(path)
+        if meta["device"] != "cuda":
+            not_cuda.append(f"{path.relative_to(R.ROOT)} (device {meta['device']}: {meta['device_name']}, "
+                            f"torch {meta['torch_version']})")
+    if not_cuda:
+        text = ("references NOT computed on CUDA; regenerate on a GPU with "
+                "`python -m course_lib.references --device cuda`: " + "; ".join(not_cuda))
+        print(text)
+        warnings.warn(text, UserWarning, stacklevel=1)
+    else:
+        print("all Lab 01 references were computed on CUDA")
+    assert not_cuda or all(R.read_meta(p)["device"] == "cuda" for p in R.REF_DIR.glob("*.npz"))
+
+
+def test_references_match_current_weights_and_solution(refs):
+    meta = json.loads(str(refs["meta"]))
+    assert meta["weights_fingerprint"] == weights_fingerprint(load_minigpt()), \
+        "MiniGPT's weights changed: regenerate with `python -m course_lib.references`"
+    _, solutions = R.notebook_code()
+    text = "\n".join(solutions[k] for k in sorted(solutions))
+    import hashlib
+
+    assert meta["solution_sha256"] == hashlib.sha256(text.encode()).hexdigest()[:16], \
+        "the notebook's solution changed: regenerate with `python -m course_lib.references`"
+
+
+def test_source_notebook_is_built_from_labs():
+    lab = R.ROOT / "labs" / f"{R.LAB}.py"
+    assert render(lab) == R.SOURCE_NOTEBOOK.read_text(), "run `python -m tools.nbbuild`"
+
+
+def test_regenerating_on_cpu_reproduces_the_stored_arrays(refs, tmp_path):
+    arrays, meta = R.make_references("cpu", log=lambda _m: None)
+    R.write_references(tmp_path, arrays, meta)
+    with np.load(tmp_path / R.REF_FILE, allow_pickle=False) as new:
+        assert set(new.files) == set(refs)
+        for key in new.files:
+            if key == "meta":
+                continue
+            a, b = new[key], refs[key]
+            assert a.shape == b.shape and a.dtype == b.dtype, key
+            if a.dtype.kind == "f" and a.ndim:
+                # same inputs and code; another CPU or a GPU rounds differently, 10x below the tolerance
+                assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(b) + 1e-12, key
+            else:
+                assert np.array_equal(a, b), key
+
+
+def test_stored_references_cover_the_issue_cases(refs):
+    shapes = [(refs[f"attn/{i}/q"].shape, refs[f"attn/{i}/k"].shape) for i in range(int(refs["attn/n_cases"]))]
+    assert any(q[1] == k[1] for q, k in shapes), "MHA"
+    assert any(q[1] > k[1] > 1 for q, k in shapes), "GQA"
+    assert any(q[2] == 1 for q, _ in shapes), "decode T_q = 1"
+    assert any(1 < q[2] < k[2] for q, k in shapes), "chunked prefill"
+    assert any(q[0] > 1 for q, _ in shapes), "batch > 1"
+    # the first failing case of an unshifted mask must be a decode step (clearest message)
+    first_shifted = next(i for i, (q, k) in enumerate(shapes) if q[2] < k[2])
+    assert shapes[first_shifted][0][2] == 1
+    variants = R.load_variants()
+    for name in variants.FORWARD_MUTANTS:
+        assert f"fwd/bug/{name}" in refs, name
+    for i in range(int(refs["gen/n_cases"])):
+        assert float(refs[f"gen/{i}/min_margin"]) >= R.MIN_MARGIN
+
+
+def test_solution_reproduces_references_and_bugs_differ(refs):
+    ns = R.load_solution()
+    for i in range(int(refs["attn/n_cases"])):
+        q, k, v = (torch.from_numpy(refs[f"attn/{i}/{n}"]) for n in "qkv")
+        out = ns["attention"](q, k, v, causal=bool(refs[f"attn/{i}/causal"])).numpy()
+        ref = refs[f"attn/{i}/out"]
+        assert np.linalg.norm(out - ref) <= 1e-6 * np.linalg.norm(ref)
+    idx = torch.from_numpy(refs["fwd/idx"])
+    for name in R.load_variants().FORWARD_MUTANTS:
+        bug = refs[f"fwd/bug/{name}"]
+        assert np.linalg.norm(bug - refs["fwd/logits"]) > 1e-2 * np.linalg.norm(refs["fwd/logits"]), name
+    cached = R.run_forward_schedule(ns, idx, [int(s) for s in refs["fwd/schedule"]])
+    assert np.linalg.norm(cached - refs["fwd/logits"]) <= 1e-5 * np.linalg.norm(refs["fwd/logits"])
+
+
+def test_tolerance_is_calibrated_with_10x_margins():
+    from tools import calibrate_lab01 as C
+
+    rows, _meta = C.calibrate()
+    summary = C.summarise(rows)
+    for s in summary:
+        assert s["margin_correct"] >= C.MARGIN, s
+        assert s["margin_bug"] >= C.MARGIN, s
+    # the notebook's tests use the calibrated tolerance
+    nb = json.loads(R.SOURCE_NOTEBOOK.read_text())
+    tests = [c["source"] for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade")
+             and c["cell_type"] == "code"]
+    tolerances = {t for src in tests for t in __import__("re").findall(r"rtol=([0-9.e-]+)", src)}
+    assert tolerances == {f"{C.TOLERANCE:.0e}".replace("e-0", "e-")}, tolerances
+    assert (R.ROOT / "docs" / "calibration_lab01.md").exists()
+
+
+def test_benchmark_script_prints_its_table():
+    out = subprocess.run([sys.executable, str(R.ROOT / "bench" / "bench_lab01.py"), "--lengths", "16", "32",
+                          "--repeats", "1", "--new-tokens", "2"],
+                         capture_output=True, text=True, timeout=300, cwd=R.ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].split("|")[0].strip() == "S" and "HF cached/token" in lines[0]
+    assert [ln.split("|")[0].strip() for ln in lines[2:]] == ["16", "32"]
+    assert "n/a" not in out.stdout  # transformers is installed: the peer column is measured

@@ -1,0 +1,883 @@
+"""Grading at class scale: a synthetic class, parallel autograding, a class report.
+
+    python -m tools.classroom generate --lab lab00_cache_sizing --n 200   # synthetic class
+    python -m tools.classroom grade --workers 2                           # autograde (resumable)
+    python -m tools.classroom report                                      # CSV + HTML + feedback
+    python -m tools.classroom all --lab lab00_cache_sizing --n 40 --workers 2
+
+Everything happens in a course folder of its own (default ``build/classroom/``): a copy of
+``source/`` and ``nbgrader_config.py``, its own ``release/``, ``submitted/``, ``autograded/``,
+``feedback/`` and gradebook, so the real course is never touched.
+
+**Synthetic class.** Each student's submission is the release notebook filled in with one
+variant of ``tools/variants/<lab>.py`` (the solution, a correct alternative, a realistic
+mistake, several mistakes, or the untouched release), plus a few broken submissions (invalid
+JSON, a folder without the notebook, no submission at all) whose expected outcome is "not
+graded". The expected score of every variant is found by grading each *distinct* variant once
+with the lead's serial pipeline (``tools.pipeline.autograde``) in a scratch course, and checked
+against what the variants declare (correct ones at full marks, a mutant at 0 in the tests it
+names). It is cached in ``<course>/calibration/`` keyed by the notebook and variants' hashes.
+``classroom.json`` holds the roster with each student's variant and expected score.
+
+**Grading** goes through nbgrader's own ``NbGraderAPI.autograde``. Students are split into
+disjoint shares, one per worker; each worker is one process that runs nbgrader over its whole
+share (nbgrader's start-up is paid once per worker, not per student). One worker uses SQLite
+(``<course>/gradebook.db``); several workers share a PostgreSQL gradebook, because SQLite is not
+safe for concurrent writers (nbgrader's FAQ). The PostgreSQL server is a throwaway cluster that
+this tool creates with Debian's ``initdb`` / ``pg_ctl`` (as the ``postgres`` user when run as
+root), listening only on a unix socket in its own folder under the temporary directory; it is
+started for a command and stopped after it.
+
+After each submission the worker writes ``<course>/state/<lab>/<student>.json``. A later
+``grade`` skips a submission whose state says it was graded into the same gradebook from the
+same ``timestamp.txt`` and notebook hash, so an interrupted batch resumes where it stopped. A
+submission that fails (broken JSON, dead kernel, ...) is recorded and never stops the batch; a
+worker that dies takes only its unfinished share with it, and the next ``grade`` redoes those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import contextlib
+import datetime as dt
+import hashlib
+import html
+import io
+import json
+import multiprocessing as mp
+import os
+import pwd
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from tools.samples import ROOT, available_labs, load_variants, write_submission
+
+#: Default course folder of the synthetic class.
+DEFAULT_COURSE = ROOT / "build" / "classroom"
+#: Kinds of broken submission and what makes them: expected outcome "not graded".
+BROKEN_KINDS = ("broken:json", "broken:no_notebook", "absent")
+#: How often each family of variants is drawn for a student.
+WEIGHTS = {"correct": 0.40, "mutant": 0.45, "mistakes": 0.08, "untouched": 0.07}
+
+
+# ----------------------------------------------------------------------------- course folder
+
+
+def setup_course(course: Path, root: Path = ROOT) -> Path:
+    """Create the class's course folder (copy of source/ + config) and its release/."""
+    from tools.pipeline import release
+
+    course = Path(course)
+    course.mkdir(parents=True, exist_ok=True)
+    stale = any(_sha256(root / "source" / lab / f"{lab}.ipynb") != _sha256(course / "source" / lab / f"{lab}.ipynb")
+                for lab in available_labs(root))
+    if stale or not (course / "release").exists() or not (course / "nbgrader_config.py").exists():
+        if (course / "source").exists():
+            shutil.rmtree(course / "source")
+        shutil.copytree(root / "source", course / "source")
+        shutil.copy(root / "nbgrader_config.py", course / "nbgrader_config.py")
+        release(course)
+    return course
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
+def test_points(course: Path, lab: str) -> dict[str, float]:
+    """Autograded test cells of the source notebook: grade_id -> points."""
+    nb = nbformat.read(course / "source" / lab / f"{lab}.ipynb", as_version=4)
+    out = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade"):
+            out[meta["grade_id"]] = float(meta.get("points", 0))
+    return out
+
+
+def variant_pool(lab: str) -> list[str]:
+    """Every distinct submission variant a lab can produce."""
+    module = load_variants(lab)
+    pool = ["solution", "untouched"]
+    if module is None:
+        return pool
+    pool += [f"correct:{name}" for name in module.CORRECT]
+    pool += [f"mutant:{m['name']}" for m in module.MUTANTS]
+    if getattr(module, "SAMPLE_MISTAKES", None):
+        pool.append("mistakes")
+    return pool
+
+
+def _family(variant: str) -> str:
+    if variant == "solution" or variant.startswith("correct:"):
+        return "correct"
+    if variant.startswith("mutant:"):
+        return "mutant"
+    return variant
+
+
+# ----------------------------------------------------------------------------- expected scores
+
+
+def declared_expectation(course: Path, lab: str, variant: str) -> dict[str, float]:
+    """Per-test points that a variant's declaration allows: correct -> full marks everywhere;
+    a mutant -> 0 in the tests it names (others: full, the declaration says nothing more)."""
+    points = test_points(course, lab)
+    if _family(variant) == "correct":
+        return dict(points)
+    fails: set[str] = set()
+    module = load_variants(lab)
+    if variant.startswith("mutant:"):
+        fails = set({m["name"]: m for m in module.MUTANTS}[variant.split(":", 1)[1]]["fails"])
+    elif variant == "mistakes":
+        by_name = {m["name"]: m for m in module.MUTANTS}
+        for name in module.SAMPLE_MISTAKES:
+            fails |= set(by_name[name]["fails"])
+    elif variant == "untouched":
+        fails = set(points)
+    return {gid: (0.0 if gid in fails else p) for gid, p in points.items()}
+
+
+def _calibration_key(course: Path, lab: str) -> str:
+    h = hashlib.sha256()
+    h.update((course / "source" / lab / f"{lab}.ipynb").read_bytes())
+    h.update((course / "release" / lab / f"{lab}.ipynb").read_bytes())
+    variants_file = ROOT / "tools" / "variants" / f"{lab}.py"
+    if variants_file.exists():
+        h.update(variants_file.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def calibrate(course: Path, lab: str, variants: list[str], verbose: bool = True) -> dict[str, dict]:
+    """Expected per-test scores of each distinct variant, by grading it once (cached).
+
+    Grading uses the lead's serial pipeline (``tools.pipeline.autograde``, SQLite) in a scratch
+    course, independent of this module's driver. Returns variant -> {"cells": {gid: score},
+    "total": float, "problems": [str]}; a problem means the variant does not do what it declares.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from tools.pipeline import autograde, release
+
+    cache_file = course / "calibration" / f"{lab}-{_calibration_key(course, lab)}.json"
+    cache: dict[str, dict] = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    todo = [v for v in dict.fromkeys(variants) if v not in cache]
+    if todo:
+        scratch = Path(tempfile.mkdtemp(prefix="kvcourse-calibrate-"))
+        try:
+            shutil.copytree(course / "source", scratch / "source")
+            shutil.copy(course / "nbgrader_config.py", scratch / "nbgrader_config.py")
+            release(scratch)
+            names = {}
+            for i, variant in enumerate(todo):
+                names[variant] = f"cal{i:03d}"
+                write_submission(scratch, lab, names[variant], variant)
+            if verbose:
+                print(f"calibration: grading {len(todo)} distinct variants of {lab} once (serial pipeline)",
+                      flush=True)
+            runs = {r.student: r for r in autograde(scratch, [(names[v], lab) for v in todo], verbose=verbose)}
+            points = test_points(course, lab)
+            with Gradebook("sqlite:///" + str(scratch / "gradebook.db")) as gb:
+                for variant in todo:
+                    student = names[variant]
+                    entry: dict = {"cells": {}, "total": None, "problems": []}
+                    if not runs[student].success:
+                        entry["problems"].append(f"not graded: {runs[student].error}")
+                    else:
+                        try:
+                            nb = gb.find_submission_notebook(lab, lab, student)
+                        except MissingEntry:
+                            entry["problems"].append("no gradebook entry")
+                        else:
+                            for grade in nb.grades:
+                                d = grade.to_dict()
+                                if d["cell_type"] == "code":
+                                    entry["cells"][d["name"]] = float(d["auto_score"] or 0.0)
+                            entry["total"] = sum(entry["cells"].values())
+                            declared = declared_expectation(course, lab, variant)
+                            for gid, allowed in declared.items():
+                                got = entry["cells"].get(gid)
+                                if _family(variant) == "correct" and got != points[gid]:
+                                    entry["problems"].append(f"{gid}: correct variant got {got}/{points[gid]:g}")
+                                elif _family(variant) != "correct" and allowed == 0.0 and got:
+                                    entry["problems"].append(f"{gid}: declared failing test gave {got:g} points")
+                    cache[variant] = entry
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cache_file.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {v: cache[v] for v in variants}
+
+
+# ----------------------------------------------------------------------------- generator
+
+
+@dataclass
+class Student:
+    """One roster entry of the synthetic class for one lab."""
+
+    student: str
+    lab: str
+    variant: str
+    expected_status: str  # "graded" | "not graded" | "missing"
+    expected: float | None = None
+    expected_cells: dict[str, float] = field(default_factory=dict)
+
+
+def _manifest_path(course: Path) -> Path:
+    return Path(course) / "classroom.json"
+
+
+def load_manifest(course: Path) -> dict:
+    """classroom.json: {"labs": {lab: {"max": float, "students": {student: Student-dict}}}}."""
+    path = _manifest_path(course)
+    return json.loads(path.read_text()) if path.exists() else {"labs": {}}
+
+
+def roster(course: Path, lab: str | None = None) -> list[Student]:
+    """Students of the synthetic class (all labs or one), sorted by lab and name."""
+    manifest = load_manifest(course)
+    out = []
+    for lab_name, entry in sorted(manifest["labs"].items()):
+        if lab is None or lab_name == lab:
+            out += [Student(**s) for _, s in sorted(entry["students"].items())]
+    return out
+
+
+def _timestamp(rng: random.Random) -> str:
+    deadline = dt.datetime(2026, 11, 20, 23, 59, 0)
+    when = deadline - dt.timedelta(seconds=rng.randint(60, 3 * 24 * 3600))
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f") + " UTC"
+
+
+def generate(course: Path = DEFAULT_COURSE, lab: str = "lab00_cache_sizing", n: int = 200, seed: int = 0,
+             pool: list[str] | None = None, n_broken: int = 3, verbose: bool = True) -> list[Student]:
+    """Write a synthetic class of ``n`` gradable submissions plus ``n_broken`` broken ones.
+
+    ``pool`` restricts the variants drawn (default: every variant of the lab). Expected scores
+    come from :func:`calibrate`. Replaces any earlier class of this lab in the course folder.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    if not isinstance(n_broken, int) or n_broken < 0:
+        raise ValueError(f"n_broken must be a non-negative int, got {n_broken!r}")
+    course = setup_course(Path(course))
+    if lab not in available_labs(course):
+        raise ValueError(f"lab {lab!r} has no source notebook; available: {available_labs(course)}")
+    pool = list(pool) if pool is not None else variant_pool(lab)
+    unknown = set(pool) - set(variant_pool(lab))
+    if unknown:
+        raise ValueError(f"pool has variants unknown to {lab}: {sorted(unknown)}")
+    rng = random.Random(seed)
+    families: dict[str, list[str]] = collections.defaultdict(list)
+    for v in pool:
+        families[_family(v)].append(v)
+    names = [f for f in WEIGHTS if families.get(f)]
+    weights = [WEIGHTS[f] for f in names]
+    # every variant of the pool at least once (when n allows), then weighted draws
+    chosen = list(pool[:n])
+    while len(chosen) < n:
+        chosen.append(rng.choice(families[rng.choices(names, weights)[0]]))
+    rng.shuffle(chosen)
+    broken = [BROKEN_KINDS[i % len(BROKEN_KINDS)] for i in range(n_broken)]
+    kinds = chosen + broken
+    order = list(range(len(kinds)))
+    rng.shuffle(order)
+
+    expected = calibrate(course, lab, sorted(set(chosen)), verbose=verbose)
+    problems = {v: e["problems"] for v, e in expected.items() if e["problems"]}
+    if problems and verbose:
+        print(f"warning: variants that do not behave as declared (expected = what they got): {problems}")
+
+    for old in (course / "submitted").glob(f"*/{lab}"):
+        shutil.rmtree(old)
+    students = {}
+    for position, index in enumerate(order):
+        name = f"s{position + 1:04d}"
+        variant = kinds[index]
+        target = course / "submitted" / name / lab
+        if variant == "absent":
+            students[name] = Student(name, lab, variant, "missing")
+            continue
+        if variant == "broken:json":
+            target.mkdir(parents=True, exist_ok=True)
+            (target / f"{lab}.ipynb").write_text('{"cells": [ {"cell_type": "code", "source": "x = 1"')
+            students[name] = Student(name, lab, variant, "not graded")
+        elif variant == "broken:no_notebook":
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "my_answers.py").write_text("# the student uploaded the wrong file\n")
+            students[name] = Student(name, lab, variant, "not graded")
+        else:
+            write_submission(course, lab, name, variant)
+            e = expected[variant]
+            status = "graded" if e["total"] is not None else "not graded"
+            students[name] = Student(name, lab, variant, status, e["total"], dict(e["cells"]))
+        (target / "timestamp.txt").write_text(_timestamp(rng))
+    manifest = load_manifest(course)
+    manifest["labs"][lab] = {"max": sum(test_points(course, lab).values()), "seed": seed,
+                             "students": {k: asdict(v) for k, v in students.items()}}
+    _manifest_path(course).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return list(students.values())
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster for the gradebook, on a unix socket only.
+
+    The data folder (also the socket folder) lives under the temporary directory, named after
+    the course folder, so that it survives an interrupted run (resume) and a later ``report``.
+    ``destroy()`` removes it. Run as root, the server runs as the ``postgres`` user (``initdb``
+    refuses root).
+    """
+
+    def __init__(self, course: Path, database: str = "gradebook") -> None:
+        digest = hashlib.sha256(str(Path(course).resolve()).encode()).hexdigest()[:10]
+        self.data_dir = Path(tempfile.gettempdir()) / f"kvcourse-pg-{digest}"
+        self.database = database
+        self.bin_dir = self._find_bin()
+        self._as_postgres = os.geteuid() == 0
+
+    @staticmethod
+    def _find_bin() -> Path:
+        found = shutil.which("pg_ctl")
+        if found:
+            return Path(found).resolve().parent
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not versions:
+            raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql; "
+                               "or run tools/install_system_deps.sh)")
+        return versions[-1].parent
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the gradebook database."""
+        return f"postgresql+psycopg2://postgres@/{self.database}?host={self.data_dir}"
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
+        cmd = [str(self.bin_dir / args[0]), *args[1:]]
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+    def _check(self, result: subprocess.CompletedProcess, what: str) -> None:
+        if result.returncode != 0:
+            raise RuntimeError(f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+
+    def start(self) -> str:
+        """Create the cluster if needed, start it, create the database; returns the URL."""
+        if not (self.data_dir / "PG_VERSION").exists():
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir.mkdir(mode=0o700)
+            if self._as_postgres:
+                pw = pwd.getpwnam("postgres")
+                os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
+            self._check(self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+                                  "-E", "UTF8", "--no-sync"), "initdb")
+        if self._run("pg_ctl", "-D", str(self.data_dir), "status").returncode != 0:
+            options = (f"-c listen_addresses='' -c unix_socket_directories='{self.data_dir}' "
+                       "-c fsync=off -c synchronous_commit=off -c max_connections=60")
+            self._check(self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
+                                  "-o", options, "-w", "-t", "60", "start"), "pg_ctl start")
+        import psycopg2
+
+        conn = psycopg2.connect(dbname="postgres", user="postgres", host=str(self.data_dir))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{self.database}"')
+        conn.close()
+        return self.url
+
+    def stop(self) -> None:
+        """Stop the server (data kept)."""
+        if (self.data_dir / "PG_VERSION").exists():
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        """Stop the server and delete its data."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> PostgresCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def gradebook_url(course: Path, kind: str):  # -> Iterator[str]
+    """The gradebook URL for ``kind`` ("sqlite" or "postgres"), with the server running."""
+    from tools.pipeline import _ensure_venv_on_path
+
+    _ensure_venv_on_path()  # a new gradebook runs `alembic` from PATH
+    if kind == "sqlite":
+        yield "sqlite:///" + str(Path(course) / "gradebook.db")
+    elif kind == "postgres":
+        with PostgresCluster(course) as pg:
+            yield pg.url
+    else:
+        raise ValueError(f"db must be 'sqlite' or 'postgres', got {kind!r}")
+
+
+def _ensure_assignments(course: Path, url: str, labs: list[str]) -> None:
+    """Put the labs (notebooks, grade cells) into the gradebook, as generate_assignment does."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from tools.pipeline import make_api
+
+    with Gradebook(url) as gb:
+        missing = []
+        for lab in labs:
+            try:
+                gb.find_assignment(lab)
+            except MissingEntry:
+                missing.append(lab)
+    if not missing:
+        return
+    api = make_api(course, for_release=True)
+    api.coursedir.db_url = url
+    for lab in missing:
+        result = api.generate_assignment(lab, force=True, create=True)
+        if not result["success"]:
+            raise RuntimeError(f"generate_assignment {lab} into {url} failed:\n{result.get('log')}")
+
+
+# ----------------------------------------------------------------------------- grading driver
+
+
+@dataclass
+class Outcome:
+    """What happened to one submission in one ``grade`` run."""
+
+    student: str
+    lab: str
+    status: str  # "graded" | "not graded: <why>" | "missing" | "skipped (up to date)"
+    seconds: float = 0.0
+    worker: int = 0
+
+
+def _state_path(course: Path, lab: str, student: str) -> Path:
+    return Path(course) / "state" / lab / f"{student}.json"
+
+
+def _fingerprint(course: Path, lab: str, student: str) -> dict:
+    folder = Path(course) / "submitted" / student / lab
+    stamp = folder / "timestamp.txt"
+    return {"timestamp": stamp.read_text().strip() if stamp.exists() else "",
+            "sha256": _sha256(folder / f"{lab}.ipynb")}
+
+
+def is_up_to_date(course: Path, lab: str, student: str, db_kind: str) -> bool:
+    """True if this submission was autograded into this gradebook from its current files."""
+    path = _state_path(course, lab, student)
+    if not path.exists():
+        return False
+    state = json.loads(path.read_text())
+    autograded = Path(course) / "autograded" / student / lab
+    stamp = autograded / "timestamp.txt"
+    return (state.get("status") == "graded" and state.get("db") == db_kind
+            and state.get("fingerprint") == _fingerprint(course, lab, student)
+            and (autograded / f"{lab}.ipynb").exists()
+            and (not stamp.exists() or stamp.read_text().strip() == state["fingerprint"]["timestamp"]))
+
+
+def _worker(course: str, url: str, db_kind: str, items: list[tuple[str, str]], index: int, n_workers: int,
+            queue) -> None:
+    """One worker process: nbgrader's API over its share of (student, lab) pairs."""
+    course_path = Path(course)
+    log = open(course_path / "logs" / f"worker-{index}.log", "a")  # noqa: SIM115 - lives as long as the process
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    os.chdir(course_path)
+    # Kernels inherit this: workers x threads should not exceed the cores (torch and NumPy
+    # otherwise start one thread per core in every kernel and fight over the cores).
+    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+    from tools.pipeline import _short_error, make_api
+
+    api = make_api(course_path)
+    api.coursedir.db_url = url
+    for student, lab in items:
+        start = time.perf_counter()
+        notebook = course_path / "submitted" / student / lab / f"{lab}.ipynb"
+        if not notebook.exists():
+            status = f"not graded: no {lab}.ipynb in the submission"
+        else:
+            try:
+                result = api.autograde(lab, student, force=True, create=True)
+            except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the batch
+                result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
+            status = "graded" if result["success"] else f"not graded: {_short_error(result)}"
+        seconds = time.perf_counter() - start
+        state = {"status": status, "seconds": seconds, "db": db_kind, "worker": index,
+                 "fingerprint": _fingerprint(course_path, lab, student)}
+        path = _state_path(course_path, lab, student)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(path)
+        queue.put(asdict(Outcome(student, lab, status, seconds, index)))
+        print(f"[worker {index}] {lab} / {student}: {status} ({seconds:.1f} s)", flush=True)
+    queue.put(None)
+
+
+def shares(students: list[str], workers: int) -> list[list[str]]:
+    """Split students into ``workers`` disjoint shares of nearly equal size."""
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    ordered = sorted(dict.fromkeys(students))
+    return [ordered[i::workers] for i in range(workers)]
+
+
+def grade(course: Path = DEFAULT_COURSE, labs: list[str] | None = None, workers: int = 1, db: str = "auto",
+          resume: bool = True, progress: bool = True, students: set[str] | None = None) -> list[Outcome]:
+    """Autograde the synthetic class with ``workers`` processes on disjoint students.
+
+    ``db``: "sqlite" (one worker only), "postgres", or "auto" (SQLite for one worker, PostgreSQL
+    for more). With ``resume`` a submission already autograded into this gradebook from its
+    current files is skipped. ``students`` restricts the run to these names. Returns one
+    outcome per roster entry graded (or skipped) in this run.
+    """
+    from tqdm import tqdm
+
+    course = Path(course).resolve()
+    db_kind = ("sqlite" if workers == 1 else "postgres") if db == "auto" else db
+    if db_kind == "sqlite" and workers > 1:
+        raise ValueError("SQLite is not safe for concurrent writers: use db='postgres' with workers > 1")
+    entries = [s for s in roster(course) if (labs is None or s.lab in labs)
+               and (students is None or s.student in students)]
+    if not entries:
+        raise ValueError(f"no synthetic class in {course} (run `python -m tools.classroom generate` first)")
+    outcomes: dict[tuple[str, str], Outcome] = {}
+    todo = []
+    for s in entries:
+        if not (course / "submitted" / s.student / s.lab).exists():
+            outcomes[(s.student, s.lab)] = Outcome(s.student, s.lab, "missing")
+        elif resume and is_up_to_date(course, s.lab, s.student, db_kind):
+            outcomes[(s.student, s.lab)] = Outcome(s.student, s.lab, "skipped (up to date)")
+        else:
+            todo.append((s.student, s.lab))
+    (course / "logs").mkdir(exist_ok=True)
+    (course / "gradebook.json").write_text(json.dumps({"db": db_kind}))
+    if todo:
+        with gradebook_url(course, db_kind) as url:
+            _ensure_assignments(course, url, sorted({lab for _, lab in todo}))
+            student_shares = shares([student for student, _ in todo], min(workers, len(todo)))
+            ctx = mp.get_context("spawn")
+            queue = ctx.Queue()
+            procs = []
+            for i, share in enumerate(student_shares):
+                members = set(share)
+                items = [(student, lab) for student, lab in todo if student in members]
+                p = ctx.Process(target=_worker, args=(str(course), url, db_kind, items, i, len(student_shares), queue), daemon=False)
+                p.start()
+                procs.append((p, items))
+            running = len(procs)
+            bar = tqdm(total=len(todo), desc=f"autograde ({len(procs)} worker{'s' * (len(procs) > 1)}, {db_kind})",
+                       unit="nb", disable=not progress, file=sys.stderr)
+            try:
+                while running:
+                    try:
+                        msg = queue.get(timeout=5)
+                    except Exception:  # noqa: BLE001 - queue.Empty: check the workers are alive
+                        if all(not p.is_alive() for p, _ in procs):
+                            break
+                        continue
+                    if msg is None:
+                        running -= 1
+                        continue
+                    outcome = Outcome(**msg)
+                    outcomes[(outcome.student, outcome.lab)] = outcome
+                    bar.update(1)
+            finally:
+                bar.close()
+                for p, _ in procs:
+                    p.join(timeout=30)
+                    if p.is_alive():
+                        p.terminate()
+            for p, items in procs:
+                for student, lab in items:
+                    if (student, lab) not in outcomes:
+                        outcomes[(student, lab)] = Outcome(student, lab, f"not graded: worker died (exit {p.exitcode})")
+    return [outcomes[(s.student, s.lab)] for s in entries]
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    """A student's grade for one lab, from the gradebook, with the expectation beside it."""
+
+    student: str
+    lab: str
+    variant: str
+    status: str
+    score: float | None
+    max_score: float
+    expected: float | None
+    expected_status: str
+    cells: dict[str, float] = field(default_factory=dict)
+    mistakes: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def as_expected(self) -> bool:
+        """Graded to its expected score, or not graded when it should not be."""
+        if self.expected_status == "graded":
+            return self.status == "graded" and self.score is not None and abs(self.score - self.expected) < 1e-9
+        if self.expected_status == "missing":
+            return self.status == "missing"
+        return self.status.startswith("not graded")
+
+
+def results(course: Path = DEFAULT_COURSE, labs: list[str] | None = None,
+            students: set[str] | None = None) -> list[Result]:
+    """Read every roster entry's grade (or only ``students``') from the gradebook last used by ``grade``."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from tools.pipeline import named_mistakes
+
+    course = Path(course).resolve()
+    db_kind = json.loads((course / "gradebook.json").read_text())["db"]
+    manifest = load_manifest(course)
+    out = []
+    with gradebook_url(course, db_kind) as url, Gradebook(url) as gb:
+        for s in roster(course):
+            if (labs is not None and s.lab not in labs) or (students is not None and s.student not in students):
+                continue
+            state_file = _state_path(course, s.lab, s.student)
+            state = json.loads(state_file.read_text()) if state_file.exists() else {}
+            if not (course / "submitted" / s.student / s.lab).exists():
+                status = "missing"
+            else:
+                status = state.get("status", "not graded: not autograded yet")
+            r = Result(s.student, s.lab, s.variant, status, None, manifest["labs"][s.lab]["max"], s.expected,
+                       s.expected_status, seconds=state.get("seconds", 0.0))
+            if status == "graded":
+                try:
+                    nb = gb.find_submission_notebook(s.lab, s.lab, s.student)
+                except MissingEntry:
+                    r.status = "not graded: no gradebook entry"
+                else:
+                    for grade_ in nb.grades:
+                        d = grade_.to_dict()
+                        if d["cell_type"] == "code":
+                            r.cells[d["name"]] = float(d["auto_score"] or 0.0)
+                    r.score = sum(r.cells.values())
+                    r.mistakes = named_mistakes(course / "autograded" / s.student / s.lab / f"{s.lab}.ipynb")
+            out.append(r)
+    return out
+
+
+def mismatches(rows: list[Result]) -> list[str]:
+    """Human-readable list of students whose grade differs from the expected one."""
+    out = []
+    for r in rows:
+        if not r.as_expected:
+            out.append(f"{r.lab}/{r.student} ({r.variant}): expected {r.expected_status} "
+                       f"{'' if r.expected is None else format(r.expected, 'g')}, got {r.status} "
+                       f"{'' if r.score is None else format(r.score, 'g')}")
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _figures(lab: str, rows: list[Result], points: dict[str, float]) -> tuple[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graded = [r for r in rows if r.status == "graded"]
+    max_score = rows[0].max_score if rows else 0
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    pct = [100.0 * r.score / max_score if max_score else 0.0 for r in graded]
+    ax.hist(pct, bins=list(range(0, 105, 5)), color="#4477aa", edgecolor="white")
+    ax.set_xlabel("autograded score (% of points)")
+    ax.set_ylabel("students")
+    ax.set_title(f"{lab}: score distribution ({len(graded)} graded)")
+    total = _png(fig)
+
+    gids = list(points)
+    full = [sum(r.cells.get(g, 0.0) >= points[g] for r in graded) for g in gids]
+    lost = [len(graded) - f for f in full]
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(gids) + 1.2))
+    ax.barh(gids, full, color="#228833", label="full points")
+    ax.barh(gids, lost, left=full, color="#cc3311", label="lost points")
+    ax.invert_yaxis()
+    ax.set_xlabel("students")
+    ax.set_title(f"{lab}: result per graded test cell")
+    ax.legend(loc="lower right", fontsize=8)
+    cells = _png(fig)
+    return total, cells
+
+
+def write_csv(rows: list[Result], path: Path) -> None:
+    """grades.csv: one row per student and lab."""
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student", "lab", "status", "score", "max_score", "percent", "expected_score",
+                    "as_expected", "grading_seconds", "named_mistakes"])
+        for r in rows:
+            pct = "" if r.score is None or not r.max_score else f"{100.0 * r.score / r.max_score:.1f}"
+            w.writerow([r.student, r.lab, r.status, "" if r.score is None else f"{r.score:g}", f"{r.max_score:g}",
+                        pct, "" if r.expected is None else f"{r.expected:g}", r.as_expected, f"{r.seconds:.2f}",
+                        "; ".join(f"{k}: {v}" for k, v in sorted(r.mistakes.items()))])
+
+
+def top_mistakes(rows: list[Result], limit: int = 15) -> list[tuple[int, str, str, str]]:
+    """(count, lab, test, mistake) most common across the class."""
+    counter = collections.Counter((r.lab, test, text) for r in rows for test, text in r.mistakes.items())
+    return [(n, lab, test, text) for (lab, test, text), n in counter.most_common(limit)]
+
+
+def write_html(course: Path, rows: list[Result], path: Path) -> None:
+    """The class report: distributions (embedded PNG), top mistakes, missing/broken work."""
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Class report</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
+             "th{background:#eee}img{max-width:100%}</style></head><body>",
+             "<h1>Class report</h1>",
+             f"<p>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from <code>{e(str(course))}</code>. "
+             "Scores are autograded points only; written answers are graded by hand in the formgrader.</p>"]
+    labs = list(dict.fromkeys(r.lab for r in rows))
+    parts.append("<h2>Summary</h2><table><tr><th>lab</th><th>students</th><th>graded</th><th>not graded</th>"
+                 "<th>missing</th><th>mean %</th><th>median %</th><th>full marks</th></tr>")
+    for lab in labs:
+        lr = [r for r in rows if r.lab == lab]
+        g = [100.0 * r.score / r.max_score for r in lr if r.status == "graded" and r.max_score]
+        parts.append(f"<tr><td>{e(lab)}</td><td>{len(lr)}</td><td>{len(g)}</td>"
+                     f"<td>{sum(r.status.startswith('not graded') for r in lr)}</td>"
+                     f"<td>{sum(r.status == 'missing' for r in lr)}</td>"
+                     f"<td>{statistics.mean(g) if g else 0:.1f}</td><td>{statistics.median(g) if g else 0:.1f}</td>"
+                     f"<td>{sum(x >= 100.0 - 1e-9 for x in g)}</td></tr>")
+    parts.append("</table>")
+    for lab in labs:
+        lr = [r for r in rows if r.lab == lab]
+        total, cells = _figures(lab, lr, test_points(course, lab))
+        parts.append(f"<h2>{e(lab)}</h2><h3>Score distribution</h3><img alt='score distribution of {e(lab)}' "
+                     f"src='{total}'><h3>Per graded cell</h3><img alt='per-cell results of {e(lab)}' src='{cells}'>")
+    parts.append("<h2 id='mistakes'>Most common mistakes</h2><table><tr><th>students</th><th>lab</th>"
+                 "<th>test</th><th>named mistake (feedback the student read)</th></tr>")
+    for n, lab, test, text in top_mistakes(rows):
+        parts.append(f"<tr><td>{n}</td><td>{e(lab)}</td><td>{e(test)}</td><td>{e(text)}</td></tr>")
+    parts.append("</table>")
+    bad = [r for r in rows if r.status != "graded"]
+    parts.append(f"<h2 id='problems'>Missing or broken submissions ({len(bad)})</h2><table><tr><th>student</th>"
+                 "<th>lab</th><th>status</th></tr>")
+    for r in bad:
+        parts.append(f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td><td>{e(r.status)}</td></tr>")
+    parts.append("</table>")
+    wrong = mismatches(rows)
+    parts.append(f"<h2>Check against the synthetic class's expected scores</h2><p>{len(rows) - len(wrong)} of "
+                 f"{len(rows)} as expected.</p>")
+    if wrong:
+        parts.append("<ul>" + "".join(f"<li>{e(w)}</li>" for w in wrong) + "</ul>")
+    parts.append("<h2>Feedback</h2><p>Per-student feedback (hidden tests removed): "
+                 "<code>feedback/&lt;student&gt;/&lt;lab&gt;/&lt;lab&gt;.html</code> in the course folder.</p>")
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts))
+
+
+def report(course: Path = DEFAULT_COURSE, feedback: bool = True, verbose: bool = True) -> list[Result]:
+    """Write <course>/report/grades.csv, <course>/report/report.html and feedback HTML."""
+    course = Path(course).resolve()
+    rows = results(course)
+    out = course / "report"
+    out.mkdir(exist_ok=True)
+    write_csv(rows, out / "grades.csv")
+    write_html(course, rows, out / "report.html")
+    if feedback:
+        from tools.pipeline import make_api
+
+        db_kind = json.loads((course / "gradebook.json").read_text())["db"]
+        with gradebook_url(course, db_kind) as url:
+            api = make_api(course)
+            api.coursedir.db_url = url
+            for lab in dict.fromkeys(r.lab for r in rows if r.status == "graded"):
+                result = api.generate_feedback(lab, force=True)
+                if not result["success"]:
+                    print(f"warning: generate_feedback {lab} failed", file=sys.stderr)
+    if verbose:
+        wrong = mismatches(rows)
+        print(f"report: {out / 'report.html'}\ngrades: {out / 'grades.csv'}")
+        print(f"{len(rows)} roster entries, {sum(r.status == 'graded' for r in rows)} graded, "
+              f"{len(rows) - len(wrong)} as expected")
+        for w in wrong:
+            print("  MISMATCH", w)
+    return rows
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tools.pipeline import _ensure_venv_on_path
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["generate", "grade", "report", "all", "clean"])
+    parser.add_argument("--course", type=Path, default=DEFAULT_COURSE, help="course folder (default build/classroom)")
+    parser.add_argument("--lab", action="append", help="lab (repeatable; default: Lab 01 if present, else Lab 00)")
+    parser.add_argument("--n", type=int, default=200, help="gradable submissions per lab (default 200)")
+    parser.add_argument("--broken", type=int, default=3, help="broken submissions per lab (default 3)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--db", choices=["auto", "sqlite", "postgres"], default="auto")
+    parser.add_argument("--no-resume", action="store_true", help="regrade everything")
+    parser.add_argument("--no-feedback", action="store_true", help="report: skip per-student feedback HTML")
+    args = parser.parse_args(argv)
+    _ensure_venv_on_path()
+    course = args.course.resolve()
+    labs = args.lab or [("lab01_kv_cache" if "lab01_kv_cache" in available_labs() else "lab00_cache_sizing")]
+    if args.command == "clean":
+        PostgresCluster(course).destroy()
+        shutil.rmtree(course, ignore_errors=True)
+        return 0
+    if args.command in ("generate", "all"):
+        for lab in labs:
+            made = generate(course, lab, args.n, args.seed, n_broken=args.broken)
+            print(f"{lab}: {len(made)} students written to {course / 'submitted'}")
+    if args.command in ("grade", "all"):
+        t0 = time.perf_counter()
+        outcomes = grade(course, labs if args.lab else None, args.workers, args.db, resume=not args.no_resume)
+        counts = collections.Counter(o.status.split(":")[0] for o in outcomes)
+        print(f"graded in {time.perf_counter() - t0:.0f} s: {dict(counts)}")
+    if args.command in ("report", "all"):
+        rows = report(course, feedback=not args.no_feedback)
+        return 1 if mismatches(rows) else 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

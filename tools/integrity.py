@@ -1,0 +1,352 @@
+"""A second opinion on every grade: a static scan for tampering and an out-of-process re-run.
+
+nbgrader runs the hidden tests in the student's own kernel, after the student's code. Code in
+an answer cell can therefore bend the grading: rebind ``check_int`` to a function that never
+fails, register an IPython input transformer that blanks every later cell, patch a comparison
+function inside a module, return an object whose ``==`` is always true. Two checks run after
+nbgrader, outside the student's kernel:
+
+1. **Scan** (``scan``): the student's cells are parsed (``ast``) and searched for the patterns
+   above; each finding says where and what. A *tamper* finding holds the submission's
+   autograded points for review; a *suspicious* one is only reported.
+2. **Second opinion** (``second_opinion``): a fresh kernel runs the instructor's notebook
+   (setup, explanations and all tests from ``source/``) with only the *definitions* of the
+   student's cells: imports, functions and classes without decorators, constants. No
+   top-level statement of the student runs, so nothing can be patched before the tests.
+   A test that nbgrader passed but the second opinion fails is flagged, and its points are
+   withheld.
+
+What stays out of reach: code *inside* a graded function runs during the tests in both
+kernels, so a function body that patches the checker at call time is caught only by the scan;
+reading files (the notebook with the hidden tests, the gradebook) is the sandbox's job
+(``tools/sandbox.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+TAMPER = "tamper"
+SUSPICIOUS = "suspicious"
+
+#: Names whose rebinding or patching defeats the tests.
+_CHECKER_NAMES = re.compile(
+    r"^(check_\w+|as_exact_\w+|diagnose|describe_call|expect_error|AnswerError|assert\w*|allclose|isclose|"
+    r"array_equal|testing|equal|all|isinstance|type|int|float|len|print|AssertionError)$")
+#: Module roots that student code has no business patching.
+_PROTECTED_MODULES = {"course_lib", "grading", "builtins", "__builtins__", "np", "numpy", "torch", "math",
+                      "pd", "pandas", "unittest", "pytest"}
+#: Attribute assignments on modules that are legitimate settings.
+_ALLOWED_SETTINGS = re.compile(r"^(torch\.backends\.|pd\.options\.|pandas\.options\.|np\.random\.seed|plt\.|"
+                               r"matplotlib\.rcParams|torch\.set_)")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One pattern found in a student's cell."""
+
+    severity: str  # TAMPER or SUSPICIOUS
+    cell: str  # grade_id or cell id
+    line: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.what} (cell {self.cell}, line {self.line})"
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return _dotted(node.value) + "." + node.attr
+    if isinstance(node, ast.Call):
+        return _dotted(node.func) + "()"
+    if isinstance(node, ast.Subscript):
+        return _dotted(node.value) + "[...]"
+    return "?"
+
+
+class _Scanner(ast.NodeVisitor):
+    def __init__(self, cell: str) -> None:
+        self.cell = cell
+        self.findings: list[Finding] = []
+        self.depth = 0  # > 0 inside a function or class body
+
+    def add(self, severity: str, node: ast.AST, what: str) -> None:
+        self.findings.append(Finding(severity, self.cell, getattr(node, "lineno", 0), what))
+
+    # definitions ------------------------------------------------------------------------
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        if _CHECKER_NAMES.match(node.name) and self.depth == 0:
+            self.add(TAMPER, node, f"redefines the checker name {node.name!r}")
+        self.depth += 1
+        self.generic_visit(node)
+        self.depth -= 1
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        bases = {_dotted(b) for b in node.bases}
+        methods = {n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))} | {
+            t.id for n in node.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        numeric = bases & {"int", "float", "complex", "np.ndarray", "numpy.ndarray", "torch.Tensor", "str",
+                           "np.int64", "np.float64"}
+        if numeric and methods & {"__eq__", "__ne__", "__bool__", "__lt__", "__gt__", "__le__", "__ge__", "__float__",
+                                  "__int__", "__index__", "__abs__", "__sub__", "__truediv__"}:
+            self.add(TAMPER, node, f"class {node.name} subclasses {sorted(numeric)[0]} and overrides comparison/arithmetic")
+        self.depth += 1
+        self.generic_visit(node)
+        self.depth -= 1
+
+    # assignments ------------------------------------------------------------------------
+    def _check_target(self, target: ast.AST, node: ast.AST) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for t in target.elts:
+                self._check_target(t, node)
+            return
+        if isinstance(target, ast.Name) and _CHECKER_NAMES.match(target.id):
+            self.add(TAMPER, node, f"rebinds the checker name {target.id!r}")
+        if isinstance(target, ast.Attribute):
+            dotted = _dotted(target)
+            root = dotted.split(".")[0]
+            if _ALLOWED_SETTINGS.match(dotted):
+                return
+            if _CHECKER_NAMES.match(target.attr) or root in {"builtins", "__builtins__", "course_lib", "grading"}:
+                self.add(TAMPER, node, f"patches {dotted}")
+            elif root in _PROTECTED_MODULES or root in {"sys", "os", "importlib"}:
+                self.add(SUSPICIOUS, node, f"assigns to module attribute {dotted}")
+        if isinstance(target, ast.Subscript) and _dotted(target.value) in {"globals()", "os.environ", "sys.modules",
+                                                                            "builtins.__dict__", "__builtins__"}:
+            self.add(TAMPER, node, f"writes into {_dotted(target.value)}")
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._check_target(target, node)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._check_target(node.target, node)
+        self.generic_visit(node)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self._check_target(target, node)
+        self.generic_visit(node)
+
+    # calls and names --------------------------------------------------------------------
+    def visit_Call(self, node: ast.Call) -> None:
+        name = _dotted(node.func)
+        last = name.split(".")[-1]
+        if last in {"setattr", "delattr"} and node.args:
+            self.add(TAMPER, node, f"{last}() on {_dotted(node.args[0])}")
+        elif name.startswith("get_ipython()") and last not in {"run_line_magic", "system"}:
+            self.add(TAMPER, node, f"manipulates the IPython shell ({name})")
+        elif last in {"_getframe", "get_referrers", "get_objects", "stack", "currentframe"} or name.startswith("ctypes"):
+            self.add(TAMPER, node, f"introspects the interpreter ({name})")
+        elif name in {"os._exit", "os.kill", "signal.signal", "os.fork", "sys.exit", "exit", "quit"}:
+            self.add(SUSPICIOUS, node, f"process control ({name})")
+        elif name in {"open", "io.open", "pathlib.Path.read_text", "np.load", "numpy.load", "torch.load",
+                      "sqlite3.connect", "glob.glob", "os.listdir", "os.walk", "os.scandir"}:
+            args = " ".join(ast.unparse(a) for a in node.args)
+            level = TAMPER if re.search(r"ipynb|\.db|gradebook|ref/|\.npz|source|autograded|\.\.", args) else SUSPICIOUS
+            self.add(level, node, f"reads files: {name}({args[:60]})")
+        elif name.startswith(("socket.", "subprocess.", "urllib.", "requests.")) or name in {"os.system", "os.popen"}:
+            self.add(SUSPICIOUS, node, f"network or subprocess ({name})")
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in {"input_transformers_cleanup", "input_transformers_post", "ast_transformers",
+                         "set_custom_exc", "showtraceback", "events"}:
+            self.add(TAMPER, node, f"touches IPython's {node.attr}")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and "NBGRADER" in node.value:
+            self.add(TAMPER, node, f"looks for nbgrader's environment ({node.value!r})")
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id == "is_autograding":
+            self.add(TAMPER, node, "asks whether it is being graded (is_autograding)")
+
+
+def scan_source(code: str, cell: str = "?") -> list[Finding]:
+    """Findings in one cell's code (a cell that does not parse yields no finding: it just fails)."""
+    try:
+        tree = ast.parse(_strip_magics(code))
+    except SyntaxError:
+        return []
+    scanner = _Scanner(cell)
+    scanner.visit(tree)
+    return scanner.findings
+
+
+def _strip_magics(code: str) -> str:
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines())
+
+
+def _cell_key(cell) -> str:
+    return cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
+
+
+def student_cells(submission, source) -> list:
+    """Code cells whose content the student controls: answer cells and cells the student added.
+
+    Locked and test cells are restored from the source by nbgrader, and ordinary source cells
+    are trusted in the second opinion, so neither counts.
+    """
+    source_ids = {c.get("id") for c in source.cells}
+    solution_ids = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
+                    if c.metadata.get("nbgrader", {}).get("solution")}
+    out = []
+    for cell in submission.cells:
+        if cell.cell_type != "code":
+            continue
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in solution_ids or (gid is None and cell.get("id") not in source_ids):
+            out.append(cell)
+    return out
+
+
+def scan(submission, source) -> list[Finding]:
+    """Every finding in the student's cells of a submission."""
+    findings = []
+    for cell in student_cells(submission, source):
+        findings.extend(scan_source(cell.source, _cell_key(cell)))
+    return findings
+
+
+# ---- definitions only ------------------------------------------------------------------------
+def _literal(node: ast.AST | None) -> bool:
+    if node is None:
+        return True
+    try:
+        ast.literal_eval(node)
+        return True
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return isinstance(node, ast.Name) and node.id in {"None", "True", "False"}
+
+
+def _safe_def(node: ast.AST) -> bool:
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return True
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        args = node.args
+        return (not node.decorator_list and all(_literal(d) for d in args.defaults)
+                and all(_literal(d) for d in args.kw_defaults) and not _CHECKER_NAMES.match(node.name)
+                and all(a.annotation is None or isinstance(a.annotation, (ast.Name, ast.Attribute, ast.Constant,
+                                                                          ast.Subscript, ast.BinOp))
+                        for a in args.args + args.kwonlyargs))
+    if isinstance(node, ast.ClassDef):
+        return (not node.decorator_list and not node.keywords
+                and all(isinstance(b, (ast.Name, ast.Attribute)) for b in node.bases)
+                and all(_safe_def(n) or isinstance(n, ast.Pass) or (isinstance(n, ast.Expr) and _literal(n.value))
+                        for n in node.body))
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return (all(isinstance(t, ast.Name) and not _CHECKER_NAMES.match(t.id) for t in targets)
+                and _literal(node.value))
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+        return True  # docstrings
+    return False
+
+
+def definitions_only(code: str) -> str:
+    """The imports, functions, classes and constants of ``code``; every other statement dropped."""
+    try:
+        tree = ast.parse(_strip_magics(code))
+    except SyntaxError:
+        return code  # let it fail in the kernel, as it did for nbgrader
+    kept = [node for node in tree.body if _safe_def(node)]
+    return ast.unparse(ast.Module(body=kept, type_ignores=[])) if kept else "pass"
+
+
+def second_opinion_notebook(submission, source):
+    """The instructor's notebook with the student's answers reduced to their definitions."""
+    answers: dict[str, str] = {}
+    pending: list[str] = []
+    solution_ids = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
+                    if c.metadata.get("nbgrader", {}).get("solution")}
+    source_ids = {c.get("id") for c in source.cells}
+    for cell in submission.cells:
+        if cell.cell_type != "code":
+            continue
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in solution_ids:
+            answers[gid] = "\n\n".join(pending + [definitions_only(cell.source)])
+            pending = []
+        elif gid is None and cell.get("id") not in source_ids:
+            pending.append(definitions_only(cell.source))  # a cell the student added
+    nb = nbformat.v4.new_notebook(metadata=source.metadata)
+    for cell in source.cells:
+        new = nbformat.from_dict(cell)
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in solution_ids and cell.cell_type == "code":
+            new.source = answers.get(gid, "raise NotImplementedError('answer cell missing')")
+        if new.cell_type == "code":
+            new.outputs, new.execution_count = [], None
+        nb.cells.append(new)
+    return nb
+
+
+def second_opinion(submission_path: Path, source_path: Path, timeout: int = 300) -> dict[str, bool]:
+    """Run the second opinion; return test grade_id -> passed.
+
+    The kernel runs in an empty temporary folder holding only the lab's reference files
+    (``ref/``), without the notebook and without nbgrader's environment variables.
+    """
+    from nbclient import NotebookClient
+
+    submission = nbformat.read(submission_path, as_version=4)
+    source = nbformat.read(source_path, as_version=4)
+    nb = second_opinion_notebook(submission, source)
+    workdir = Path(tempfile.mkdtemp(prefix="kvcourse-2nd-"))
+    try:
+        ref = source_path.parent / "ref"
+        if ref.is_dir():
+            shutil.copytree(ref, workdir / "ref")
+        env_backup = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("NBGRADER")}
+        os.environ["NBGRADER_EXECUTION"] = "second_opinion"  # quick mode for benchmarks, not "autograde"
+        try:
+            client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                    resources={"metadata": {"path": str(workdir)}})
+            client.execute()
+        finally:
+            os.environ.pop("NBGRADER_EXECUTION", None)
+            os.environ.update(env_backup)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade"):
+            result[meta["grade_id"]] = not any(
+                o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")
+                for o in cell.outputs)
+    return result
+
+
+@dataclass
+class Verdict:
+    """Integrity of one graded submission."""
+
+    findings: list[Finding]
+    disagreements: list[str]  # tests nbgrader passed but the second opinion failed
+
+    @property
+    def held(self) -> bool:
+        return any(f.severity == TAMPER for f in self.findings) or bool(self.disagreements)
+
+    def summary(self) -> str:
+        parts = [str(f) for f in self.findings if f.severity == TAMPER][:3]
+        if self.disagreements:
+            parts.append("second opinion fails " + ", ".join(self.disagreements))
+        parts += [str(f) for f in self.findings if f.severity == SUSPICIOUS][:2]
+        return "; ".join(parts)

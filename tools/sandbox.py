@@ -1,0 +1,524 @@
+"""Grade untrusted notebooks in a bubblewrap sandbox.
+
+During ``nbgrader autograde`` the student's code runs in the same kernel as the hidden tests.
+Without a box around that kernel it could read the restored notebook beside it (hidden tests
+included), walk up to ``gradebook.db`` (every hidden test of every lab), list ``source/``,
+reach the network, or take the machine down with a memory or fork bomb. This module starts
+the grading kernel inside Debian's ``bwrap`` (bubblewrap) instead:
+
+* a fresh mount namespace in which only these exist: the system (``/usr``, ``/etc``, ...),
+  the Python installation and the venv (read-only), editable packages the venv points to
+  (``course_lib``), a writable working folder ``/home/student/<lab>`` in memory (tmpfs)
+  holding read-only binds of the submission's *non-notebook* files (``ref/`` ...), a private
+  ``/tmp``, and one runtime folder with the kernel's connection file and IPC sockets.
+  The course root, ``source/``, ``release/``, the gradebook, other students' folders and the
+  notebook being graded do not exist in there;
+* new network, PID, IPC, UTS and cgroup namespaces: no network at all (not even the host's
+  loopback); the client talks to the kernel over ZeroMQ ``ipc://`` sockets in the runtime
+  folder, which work across network namespaces;
+* as root, the kernel runs as an unprivileged throw-away uid with no capabilities and
+  ``no_new_privs``; it is killed with its parent (``--die-with-parent``) and every process it
+  forks dies with the PID namespace;
+* rlimits: data segment (memory), CPU seconds, processes+threads, file size; tmpfs sizes.
+
+Why ``transport = "ipc"`` failed when set globally in ``nbgrader_config.py``: jupyter_client
+derives the socket path from ``KernelManager.ip``, whose default for IPC is the *relative*
+path ``kernel-ipc`` unless the connection file is already known. The kernel binds it relative
+to its own working folder (the submission's folder), the client connects relative to the
+grader's working folder (the course root): two different sockets, so "Kernel didn't respond in
+60 seconds". :class:`SandboxKernelManager` sets an absolute path in the runtime folder.
+
+Use it for autograde only (the student's own JupyterLab keeps the normal kernel):
+:func:`autograde_preprocessors` returns nbgrader's autograde preprocessors with ``Execute``
+replaced by :class:`SandboxExecute`. ``tools/pipeline.py`` does that by default when
+:func:`probe` says the sandbox works here; ``KVCOURSE_SANDBOX=0`` turns it off, ``=1`` makes
+a missing sandbox an error instead of a warning.
+
+What it does not protect against: code in the same kernel as the tests can still tamper with
+them (monkey-patching ``np.testing``, fake ``int`` subclasses ...; that is the grader-trust
+issue), print the source of the test that calls it (``inspect``: see
+:class:`StripHiddenTestOutput`, which removes such lines from feedback), use its CPU share
+until the cell timeout, or attack the Linux kernel itself.
+
+    python -m tools.sandbox        # probe and print the status line
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import random
+import re
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "KVCOURSE_SANDBOX"
+#: Where the working folder appears inside the sandbox (``/home/student/<lab>``).
+SANDBOX_HOME = "/home/student"
+MiB = 2**20
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed kernel (each process in it, for the rlimits)."""
+
+    #: RLIMIT_DATA: heap + private anonymous memory per process (a bomb gets MemoryError).
+    memory_bytes: int = 4 * GiB
+    #: RLIMIT_CPU: CPU seconds per process (cells also have nbgrader's wall-clock timeout).
+    cpu_seconds: int = 900
+    #: RLIMIT_NPROC: processes + threads of the sandbox's uid (a fork bomb gets EAGAIN).
+    tasks: int = 256
+    #: RLIMIT_FSIZE: largest file the kernel may write.
+    file_bytes: int = 256 * MiB
+    #: size of each tmpfs (the working folder and /tmp).
+    tmpfs_bytes: int = 512 * MiB
+
+    def __post_init__(self) -> None:
+        for name in ("memory_bytes", "cpu_seconds", "tasks", "file_bytes", "tmpfs_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def setting() -> str:
+    """The ``KVCOURSE_SANDBOX`` setting: "auto" (default), "on" or "off"."""
+    raw = os.environ.get(ENV_VAR, "auto").strip().lower()
+    if raw in ("", "auto"):
+        return "auto"
+    if raw in ("1", "on", "yes", "true", "require", "required"):
+        return "on"
+    if raw in ("0", "off", "no", "false"):
+        return "off"
+    raise ValueError(f"{ENV_VAR} must be auto, on/1 or off/0, got {raw!r}")
+
+
+def bwrap_path() -> str | None:
+    """Absolute path of ``bwrap``, or None if it is not installed."""
+    return shutil.which("bwrap")
+
+
+# ---------------------------------------------------------------------------------------
+# the command line
+
+
+def _python_roots() -> list[str]:
+    """Folders the kernel's Python needs: venv, base installation, real executable's prefix."""
+    exe = Path(os.path.realpath(sys.executable))
+    roots = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), str(exe.parent.parent)}
+    return sorted(roots)
+
+
+@lru_cache(maxsize=1)
+def _editable_roots() -> tuple[str, ...]:
+    """Source folders of editable installs (``course_lib``) and plain ``.pth`` path lines."""
+    found: set[str] = set()
+    for sp in site.getsitepackages():
+        spath = Path(sp)
+        if not spath.is_dir():
+            continue
+        for finder in spath.glob("__editable__*finder.py"):
+            m = re.search(r"^MAPPING[^=]*=\s*(\{.*?\})\s*$", finder.read_text(), re.MULTILINE)
+            if m:
+                found.update(str(v) for v in ast.literal_eval(m.group(1)).values())
+        for pth in spath.glob("*.pth"):
+            for line in pth.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith(("#", "import ", "import\t")) and os.path.isdir(line):
+                    found.add(os.path.realpath(line))
+    return tuple(sorted(found))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _mkdirs(dest: str, made: set[str], args: list[str]) -> None:
+    """Create the parents of ``dest`` inside the sandbox, world-readable (bwrap's own are 0700)."""
+    parts = Path(dest).parts[1:-1]
+    current = ""
+    for part in parts:
+        current += "/" + part
+        if current not in made:
+            made.add(current)
+            args += ["--perms", "0755", "--dir", current]
+
+
+def _hidden(name: str) -> bool:
+    """Files of the submission folder the kernel must not see."""
+    return name.endswith(".ipynb") or name == ".ipynb_checkpoints"
+
+
+def _bind_workdir(src: Path, dest: str, args: list[str]) -> None:
+    """Read-only binds of everything in ``src`` except notebooks and symlinks, below ``dest``."""
+    for entry in sorted(src.iterdir()):
+        if _hidden(entry.name) or entry.is_symlink():
+            continue
+        target = f"{dest}/{entry.name}"
+        if entry.is_dir():
+            clean = not any(_hidden(p.name) or p.is_symlink() for p in entry.rglob("*"))
+            if clean:
+                args += ["--ro-bind", str(entry), target]
+            else:
+                args += ["--perms", "0755", "--dir", target]
+                _bind_workdir(entry, target, args)
+        elif entry.is_file():
+            args += ["--ro-bind", str(entry), target]
+
+
+def _passthrough_env() -> dict[str, str]:
+    keep = ("NBGRADER_EXECUTION", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED",
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MPLBACKEND")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+def sandbox_uid() -> int | None:
+    """A throw-away uid for the kernel when we are root (rlimits on processes do not apply to
+    root), None when not root (bwrap then maps the caller's own uid)."""
+    return random.randint(200_000, 259_999) if os.geteuid() == 0 else None
+
+
+def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: str | os.PathLike[str],
+                 limits: Limits = DEFAULT_LIMITS, uid: int | None = None,
+                 home: str | None = None) -> list[str]:
+    """The command line that runs ``cmd`` (a kernel command) inside the sandbox.
+
+    ``workdir`` is the submission folder nbgrader runs the notebook in (its notebooks are left
+    out); ``runtime_dir`` is bound read-write at the same path (connection file, IPC sockets,
+    ``HOME``). ``uid`` is the uid to drop to (only as root; see :func:`sandbox_uid`).
+    """
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise FileNotFoundError("bwrap is not installed (Debian package 'bubblewrap')")
+    if not cmd:
+        raise ValueError("cmd must not be empty")
+    workdir = Path(workdir).resolve()
+    runtime = str(Path(runtime_dir).resolve())
+    if not workdir.is_dir():
+        raise ValueError(f"workdir {workdir} is not a folder")
+    inside_dir = f"{SANDBOX_HOME}/{workdir.name}"
+    prlimit = shutil.which("prlimit")
+    args: list[str] = []
+    if prlimit:
+        args += [prlimit, f"--data={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
+                 f"--nproc={limits.tasks}", f"--fsize={limits.file_bytes}", "--core=0", "--"]
+    args += [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "grading"]
+    if uid is None:  # unprivileged bwrap: a user namespace, no way back to more privileges
+        args += ["--unshare-user", "--disable-userns"]
+    else:  # bwrap as root: keep only what setpriv needs to drop to the throw-away uid
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                 "--cap-add", "CAP_SETPCAP"]
+    made: set[str] = set()
+    # the system, read-only
+    args += ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    args += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev"]
+    # private /tmp first, so that nothing bound below it is hidden by it
+    args += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", "/tmp"]
+    made.add("/tmp")
+    # Python, the venv and editable packages, read-only; never a folder holding the submission
+    roots: list[str] = []
+    for root in _python_roots() + list(_editable_roots()):
+        if _inside(str(workdir), root) or any(_inside(root, r) for r in roots) or _inside(root, "/usr"):
+            continue
+        roots.append(root)
+    for root in roots:
+        _mkdirs(root, made, args)
+        args += ["--ro-bind", root, root]
+    # the runtime folder, the working folder (in memory, notebooks left out)
+    _mkdirs(runtime, made, args)
+    args += ["--bind", runtime, runtime]
+    _mkdirs(SANDBOX_HOME + "/x", made, args)
+    args += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", SANDBOX_HOME,
+             "--perms", "0777", "--dir", inside_dir]
+    _bind_workdir(workdir, inside_dir, args)
+    # environment: nothing of the grader's but what the notebook needs
+    env = {"HOME": home or SANDBOX_HOME, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+           "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+           # 1 = "no parent to watch" for ipykernel (its poller would see pid 1 as a dead parent)
+           # and no console banner
+           "JPY_PARENT_PID": "1", **_passthrough_env()}
+    args += ["--chdir", inside_dir, "--clearenv"]
+    for key, value in sorted(env.items()):
+        args += ["--setenv", key, value]
+    if uid is not None:
+        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        args += [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                 "--bounding-set=-all", "--no-new-privs", "--"]
+    return args + list(cmd)
+
+
+def prepare_runtime_dir(uid: int | None) -> Path:
+    """A fresh runtime folder (short path: IPC socket paths are limited to ~100 bytes), owned
+    by the sandbox uid, with a ``home/`` holding a copy of matplotlib's font cache (building
+    it costs seconds per kernel)."""
+    runtime = Path(tempfile.mkdtemp(prefix="kvsb-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    home = runtime / "home"
+    cache = _mpl_cache_dir()
+    if cache is not None:
+        shutil.copytree(cache, home / ".cache" / "matplotlib")
+    else:
+        home.mkdir()
+    if uid is not None:
+        for path in [runtime, *runtime.rglob("*")]:
+            os.chown(path, uid, uid)
+    runtime.chmod(0o700)
+    return runtime
+
+
+@lru_cache(maxsize=1)
+def _mpl_cache_dir() -> Path | None:
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    try:
+        from matplotlib import font_manager  # noqa: F401 - builds the cache if missing
+    except Exception:  # noqa: BLE001 - a broken font cache only costs time
+        return None
+    path = Path(matplotlib.get_cachedir())
+    return path if any(path.glob("fontlist-*.json")) else None
+
+
+# ---------------------------------------------------------------------------------------
+# probe
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Whether the sandbox works on this machine, and why not."""
+
+    works: bool
+    reason: str
+
+
+@lru_cache(maxsize=1)
+def probe() -> Probe:
+    """Start the sandbox once around a tiny Python check (about 0.1 s; cached per process).
+
+    The check runs with the real binds and limits and verifies that the venv's Python starts,
+    that a notebook in the working folder is absent, and that there is no network interface
+    but loopback."""
+    if sys.platform != "linux":
+        return Probe(False, f"bubblewrap needs Linux, this is {sys.platform}")
+    if bwrap_path() is None:
+        return Probe(False, "bwrap not found (install Debian's 'bubblewrap': bash tools/install_system_deps.sh)")
+    check = ("import os, socket, sys\n"
+             "assert not os.path.exists('secret.ipynb'), 'notebook visible'\n"
+             "assert os.path.exists('ref/x.txt'), 'reference files missing'\n"
+             "names = [n for _, n in socket.if_nameindex()]\n"
+             "assert names == ['lo'], f'network interfaces {names}'\n"
+             "print('sandbox-ok', os.getuid())\n")
+    uid = sandbox_uid()
+    with tempfile.TemporaryDirectory(prefix="kvsb-probe-") as tmp:
+        work = Path(tmp) / "work"
+        (work / "ref").mkdir(parents=True)
+        (work / "ref" / "x.txt").write_text("x")
+        (work / "secret.ipynb").write_text("{}")
+        os.chmod(tmp, 0o755)
+        runtime = Path(tmp) / "rt"
+        runtime.mkdir()
+        if uid is not None:
+            os.chown(runtime, uid, uid)
+        try:
+            cmd = wrap_command([sys.executable, "-I", "-S", "-c", check], work, runtime, uid=uid)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=work)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            return Probe(False, f"bwrap could not start: {exc}")
+    if proc.returncode != 0 or "sandbox-ok" not in proc.stdout:
+        detail = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+        return Probe(False, f"bwrap failed here: {detail[:200]}")
+    return Probe(True, "bwrap works")
+
+
+def enabled() -> bool:
+    """Whether autograde should use the sandbox: the setting, and the probe for "auto".
+
+    Raises RuntimeError if ``KVCOURSE_SANDBOX=1`` but the sandbox does not work."""
+    mode = setting()
+    if mode == "off":
+        return False
+    result = probe()
+    if mode == "on" and not result.works:
+        raise RuntimeError(f"{ENV_VAR}=1 but the sandbox does not work: {result.reason}")
+    return result.works
+
+
+def status_line() -> str:
+    """One loud line for the demo: on, off by choice, or a fallback with the reason."""
+    mode = setting()
+    if mode == "off":
+        return (f"SANDBOX OFF ({ENV_VAR}=0): student code runs unconfined, as this user, "
+                "beside the gradebook and the hidden tests")
+    result = probe()
+    if result.works:
+        lim = DEFAULT_LIMITS
+        return (f"SANDBOX ON: grading kernels run in bwrap (no network, only their own submission "
+                f"folder, memory {lim.memory_bytes // GiB} GiB, {lim.tasks} tasks, "
+                f"{lim.cpu_seconds} CPU s per process; {ENV_VAR}=0 turns it off)")
+    return (f"WARNING: SANDBOX UNAVAILABLE ({result.reason}); student code runs unconfined. "
+            f"Set {ENV_VAR}=1 to make this an error.")
+
+
+# ---------------------------------------------------------------------------------------
+# nbgrader / jupyter_client hooks
+
+from jupyter_client.manager import AsyncKernelManager  # noqa: E402
+from nbconvert.preprocessors import Preprocessor  # noqa: E402
+from nbgrader.preprocessors import Execute  # noqa: E402
+from traitlets import Bool  # noqa: E402
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """An AsyncKernelManager that starts the kernel inside bwrap and talks to it over IPC.
+
+    Everything per kernel (connection file, sockets, HOME) lives in one runtime folder that
+    is removed when the kernel is cleaned up."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.transport = "ipc"
+        self.cache_ports = False
+        self._sandbox_runtime: Path | None = None
+        self._sandbox_uid: int | None = None
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        if self._sandbox_runtime is None:
+            self._sandbox_uid = sandbox_uid()
+            self._sandbox_runtime = prepare_runtime_dir(self._sandbox_uid)
+            self.connection_file = str(self._sandbox_runtime / "kernel.json")
+            # absolute: the default "kernel-ipc" is relative to each side's own cwd
+            self.ip = str(self._sandbox_runtime / "k")
+        if self.kernel_spec is not None:
+            # with --new-session a SIGINT to bwrap's process group would not reach the kernel
+            # (and would kill bwrap): interrupt through the control channel instead
+            self.kernel_spec.interrupt_mode = "message"
+        return await super()._async_pre_start_kernel(**kw)
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        assert self._sandbox_runtime is not None
+        if self._sandbox_uid is not None:
+            os.chown(self.connection_file, self._sandbox_uid, self._sandbox_uid)
+        cwd = self._launch_args.get("cwd") or os.getcwd()
+        return wrap_command(cmd, cwd, self._sandbox_runtime, uid=self._sandbox_uid,
+                            home=str(self._sandbox_runtime / "home"))
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self._sandbox_runtime is not None:
+            shutil.rmtree(self._sandbox_runtime, ignore_errors=True)
+            self._sandbox_runtime = None
+
+    # AsyncKernelManager binds these public names to the base class's coroutines
+    pre_start_kernel = _async_pre_start_kernel
+    cleanup_resources = _async_cleanup_resources
+
+
+class SandboxExecute(Execute):
+    """nbgrader's Execute preprocessor with the kernel started by :class:`SandboxKernelManager`.
+
+    (nbgrader's Execute passes ``kernel_manager_class`` as a keyword, which beats config, so a
+    subclass is the hook.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
+
+
+def autograde_preprocessors() -> list[type]:
+    """nbgrader's default ``Autograde.autograde_preprocessors`` with Execute sandboxed."""
+    from nbgrader.converters.autograde import Autograde
+
+    default = list(Autograde.class_traits()["autograde_preprocessors"].default())
+    if Execute not in default:
+        raise RuntimeError("nbgrader's autograde preprocessors no longer contain Execute")
+    return [SandboxExecute if p is Execute else p for p in default]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
+REDACTED = "[line of a hidden test removed]"
+
+
+class StripHiddenTestOutput(Preprocessor):
+    """Feedback preprocessor: remove output lines that quote hidden test source.
+
+    Student code can print the code of the test that calls it (``inspect.stack()``) and a
+    failing hidden test's traceback shows its lines; ``ClearHiddenTests`` only clears cell
+    sources. Run this *before* ClearHiddenTests (it reads the hidden blocks from the sources).
+    Lines shorter than ``min_chars`` (``else:``, ``)``) are not treated as quotes."""
+
+    min_chars = 12
+    #: nbconvert runs a Preprocessor only when enabled (its default is False)
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess(self, nb: Any, resources: Any) -> tuple[Any, Any]:
+        hidden: set[str] = set()
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                for block in _HIDDEN_BLOCK.findall(cell.source):
+                    hidden.update(line.strip() for line in block.splitlines()
+                                  if len(line.strip()) >= self.min_chars)
+        if not hidden:
+            return nb, resources
+
+        def clean(text: str) -> str:
+            lines = text.split("\n")
+            out = []
+            for line in lines:
+                plain = _ANSI.sub("", line)
+                if any(h in plain for h in hidden):
+                    out.append(REDACTED)
+                else:
+                    out.append(line)
+            return "\n".join(out)
+
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                if "text" in output:
+                    output.text = clean(output.text)
+                if output.get("output_type") == "error":
+                    output.traceback = [clean(t) for t in output.traceback]
+                    output.evalue = clean(output.evalue)
+                for mime, value in list(output.get("data", {}).items()):
+                    if mime.startswith("text/") and isinstance(value, str):
+                        output.data[mime] = clean(value)
+        return nb, resources
+
+
+def feedback_preprocessors(current: list[Any]) -> list[Any]:
+    """``GenerateFeedback.preprocessors`` with StripHiddenTestOutput before ClearHiddenTests."""
+    out = [p for p in current if p is not StripHiddenTestOutput]
+    names = [p if isinstance(p, str) else f"{p.__module__}.{p.__name__}" for p in out]
+    index = next((i for i, n in enumerate(names) if n.endswith("ClearHiddenTests")), len(out))
+    return out[:index] + [StripHiddenTestOutput] + out[index:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
+    print(status_line())
+    return 0 if setting() == "off" or probe().works else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
