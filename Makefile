@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python
 
 .PHONY: help demo test lint notebooks release samples autograde report site site-student \
-        references calibrate mutation bench sysdeps clean
+        references calibrate mutation bench bench-grading bench-sandbox class exchange sysdeps clean
 
 help:
 	@echo "make demo        release the labs, autograde the sample submissions, feedback, grades, solutions site"
@@ -18,7 +18,11 @@ help:
 	@echo "make release     regenerate release/ from source/"
 	@echo "make references  regenerate Lab 01 reference outputs (DEVICE=cuda on a GPU machine)"
 	@echo "make mutation    the full mutation matrix (every correct variant and mutant, real nbgrader)"
-	@echo "make bench       benchmark scripts (print tables)"
+	@echo "make bench       Lab 01 decode benchmark: cached vs uncached vs Hugging Face (prints a table)"
+	@echo "make class       a synthetic class of 200: generate, grade in parallel, HTML report (CLASS_LAB, CLASS_N, WORKERS)"
+	@echo "make bench-grading  time serial vs parallel grading of the synthetic class, check every grade"
+	@echo "make bench-sandbox  what the grading sandbox costs per submission"
+	@echo "make exchange    nbgrader exchange round trip (release, fetch, submit, collect, autograde)"
 	@echo "make lint        ruff"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -73,5 +77,24 @@ mutation: $(STAMP)
 bench: $(STAMP)
 	$(RUN) bench/bench_lab01.py
 
+calibrate: $(STAMP)
+	$(RUN) -m tools.calibrate_lab01
+
+CLASS_LAB ?= lab00_cache_sizing
+CLASS_N   ?= 200
+WORKERS   ?= 2
+class: $(STAMP) sysdeps
+	$(RUN) -m tools.classroom all --lab $(CLASS_LAB) --n $(CLASS_N) --workers $(WORKERS)
+
+bench-grading: $(STAMP) sysdeps
+	$(RUN) bench/bench_grading.py --lab $(CLASS_LAB) --n $(CLASS_N) --workers $(WORKERS)
+
+bench-sandbox: $(STAMP) sysdeps
+	$(RUN) bench/bench_sandbox.py
+
+exchange: $(STAMP)
+	$(RUN) -m tools.exchange
+
 clean:
-	rm -rf autograded/*/ feedback/ build/ gradebook.db grades.csv
+	-$(RUN) -m tools.classroom clean
+	rm -rf autograded/*/ feedback/ build/ gradebook.db grades.csv integrity_holds.json

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_lab01.py                       # default lengths, ~2-4 min on 2 cores
     .venv/bin/python bench/bench_lab01.py --lengths 128 1024 --repeats 2 --new-tokens 8
     .venv/bin/python bench/bench_lab01.py --device cuda         # on a GPU (TF32 off)
+    .venv/bin/python bench/bench_lab01.py --threads 1           # steadier on a shared, busy machine
 
 Prints one table. For each context length S:
 
@@ -138,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers peer")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice); 1 is steadier on a busy machine")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     if args.new_tokens < 2 or args.repeats < 1:
         parser.error("--new-tokens must be >= 2 and --repeats >= 1")
     set_exact_fp32()

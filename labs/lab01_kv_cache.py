@@ -140,10 +140,12 @@ def attention(q, k, v, causal=True):
 
 
 # %% [markdown]
-# The visible test checks properties you can reason about by hand: the first query of a
-# full causal call sees only key 0, so its output is $v_0$; a decode step ($T_q = 1$) sees every
-# key, so causal and non-causal agree; with equal keys the weights are uniform and the output is
-# the mean of the values.
+# The visible test checks properties you can reason about by hand. It passes the identity
+# matrix as `v` (one unit vector per key), so that row $i$ of the output *is* the weight vector
+# $w_{i0}, w_{i1}, \dots$ of query $i$. It checks that each query's weights sum to 1, that a
+# full causal call gives no weight to later keys, that a decode step ($T_q = 1$) gives weight
+# to every key, that a chunk of 2 queries over 5 keys sees keys $0 \dots 3$ and $0 \dots 4$,
+# that query heads 0, 1 share KV head 0, and that equal keys give uniform weights.
 #
 # **How your tensors are compared.** The hidden tests compare your outputs with reference
 # outputs computed by the course's solution (the reference file records the device, the
@@ -374,15 +376,23 @@ def _cache_check(cond, msg):
     if not cond:
         raise AnswerError(msg)
 
+def _kv_pair(result, call):
+    # update must return (keys, values): say so before unpacking anything else
+    if result is None:
+        raise AnswerError(f"{call} returned None: did you forget `return k, v`?")
+    if not isinstance(result, tuple | list) or len(result) != 2 or not all(isinstance(t, torch.Tensor) for t in result):
+        raise AnswerError(f"{call} returned {type(result).__name__}; expected a tuple (keys, values) of tensors")
+    return result
+
 torch.manual_seed(1)
 _c = KVCache(n_layers=2, batch_size=1, n_kv_heads=2, max_seq_len=8, head_dim=4)
 _k1, _v1 = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
 _k2, _v2 = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 2, 4)
-_ko, _vo = _c.update(0, _k1, _v1)
+_ko, _vo = _kv_pair(_c.update(0, _k1, _v1), "update(0, k, v)")
 _cache_check(tuple(_ko.shape) == (1, 2, 3, 4),
              f"after appending 3 tokens, update returned keys of shape {tuple(_ko.shape)}, expected (1, 2, 3, 4)"
              + ("; that is the whole buffer: return only the filled part [:, :, :seq_len]" if _ko.shape[2] == 8 else ""))
-_ko, _vo = _c.update(0, _k2, _v2)
+_ko, _vo = _kv_pair(_c.update(0, _k2, _v2), "update(0, k, v)")
 _cache_check(tuple(_ko.shape) == (1, 2, 5, 4),
              f"after appending 3 then 2 tokens, update returned keys of shape {tuple(_ko.shape)}, "
              f"expected (1, 2, 5, 4): the cache is not appended (the new keys go after the old ones)")
@@ -832,7 +842,7 @@ for n, (tp, tc) in append_results.items():
 #
 # *Model answer.* The uncached step grows quickly with $S$ (linearly for small $S$, where the
 # weight products dominate, then quadratically once the $S \times S$ attention dominates), while
-# the cached step stays almost flat (about a millisecond on a laptop CPU, growing slowly with
+# the cached step stays almost flat (a few milliseconds on a laptop CPU, growing slowly with
 # the cache it reads). So the measured speedup grows with $S$: near 1x for tens of tokens,
 # tens to hundreds for thousands of tokens. It is far below the FLOP prediction at short
 # contexts because a decode step does very little arithmetic (about 1.5 MFLOP for MiniGPT)
@@ -849,8 +859,9 @@ for n, (tp, tc) in append_results.items():
 # sequences are short?
 #
 # *Model answer.* Yes, to the byte: $2 \cdot L \cdot H_{kv} \cdot d_h \cdot S \cdot B \cdot 4$
-# bytes, e.g. 4 MiB for MiniGPT at $S = 4096$, $B = 1$ (2 MiB for K and 2 MiB for V), and 16 MiB
-# at the full 16,384 positions, already about 5x the weights (3 MiB). For a preallocated cache
+# bytes, i.e. 2,048 bytes per token for MiniGPT: 8 MiB at $S = 4096$, $B = 1$ (half for K, half
+# for V), 19.5 MiB (20,480,000 B) for 10,000 tokens, and 32 MiB at the full 16,384 positions,
+# about 10x the weights (3.0 MiB). For a preallocated cache
 # $S$ is the *capacity* (`max_seq_len`), not the number of tokens actually generated: the
 # memory is reserved up front. A sequence that stops at 500 tokens in a 16,384-slot buffer
 # wastes 97% of it; this is why servers allocate cache memory in blocks (paged attention)
@@ -861,8 +872,10 @@ for n, (tp, tc) in append_results.items():
 # `torch.cat`. How does the time per appended token behave as $N$ grows, and why?
 #
 # *Model answer.* With the preallocated buffer the time per appended token stays constant
-# (a few microseconds: one small copy into the next slot plus Python overhead). With
-# `torch.cat` it grows with $N$, because every append allocates a new tensor and copies all
-# $t$ cached positions: the total work is $O(N^2)$, so the time per token grows roughly
-# linearly with $N$ once the copies outweigh the fixed overhead. It also churns the allocator
+# (tens of microseconds: two small copies into the next slot plus Python overhead), whatever
+# $N$. With `torch.cat` it grows with $N$, because every append allocates a new tensor and
+# copies all $t$ cached positions: the total work is $O(N^2)$, so the time per token grows
+# roughly linearly with $N$ once the copies outweigh the fixed overhead. For a few hundred
+# tokens `torch.cat` can even be faster (the copies are tiny and `update` does more Python
+# work); at thousands of tokens it is 10x or more slower per token. It also churns the allocator
 # (a new tensor every step, the old one freed), which on a GPU fragments memory.

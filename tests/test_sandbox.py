@@ -127,6 +127,12 @@ def test_pipeline_wires_sandbox_for_autograde_only(course):
     assert Execute not in on.Autograde.autograde_preprocessors
     for config in (off, release):
         assert sandbox.SandboxExecute not in list(config.Autograde.get("autograde_preprocessors", []))
+    # the rest of the configured list (nbgrader_config.py) is kept, in order
+    configured = list(off.Autograde.get("autograde_preprocessors") or [])
+    if configured:
+        assert len(on.Autograde.autograde_preprocessors) == len(configured)
+        assert [p for p in on.Autograde.autograde_preprocessors if p is not sandbox.SandboxExecute] == \
+            [p for p in configured if not str(p).endswith("Execute")]
     pps = list(off.GenerateFeedback.preprocessors)
     names = [p if isinstance(p, str) else p.__name__ for p in pps]
     assert names.index("StripHiddenTestOutput") < next(i for i, n in enumerate(names) if n.endswith("ClearHiddenTests"))

@@ -222,9 +222,9 @@ class JupyterLab:
     """
 
     def __init__(self, root_dir: Path, state_dir: Path, startup_timeout: float = 90.0,
-                 env: dict[str, str] | None = None) -> None:
+                 kernel_env: dict[str, str] | None = None) -> None:
         self.root_dir = Path(root_dir)
-        self.extra_env = dict(env or {})
+        self.kernel_env = dict(kernel_env or {})
         self.state_dir = Path(state_dir)
         self.startup_timeout = startup_timeout
         self.port = free_port()
@@ -255,7 +255,21 @@ class JupyterLab:
                    JUPYTER_RUNTIME_DIR=str(self.state_dir / "runtime"),
                    JUPYTERLAB_WORKSPACES_DIR=str(self.state_dir / "workspaces"),
                    JUPYTER_PLATFORM_DIRS="1", PYTHONWARNINGS="ignore")
-        env.update(self.extra_env)  # kernels inherit the server's environment
+        if self.kernel_env:
+            # A per-run "python3" kernelspec (found before the built-in one) carrying the extra
+            # variables: the server's own environment is not enough, because nbgrader's
+            # Validate removes NBGRADER_EXECUTION from it after each validation.
+            # JUPYTER_PATH is searched before the venv's own kernelspec (which wins over
+            # JUPYTER_DATA_DIR inside a virtual environment).
+            spec = self.state_dir / "jupyter-path" / "kernels" / "python3"
+            env["JUPYTER_PATH"] = os.pathsep.join(
+                [str(self.state_dir / "jupyter-path")]
+                + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p])
+            spec.mkdir(parents=True, exist_ok=True)
+            (spec / "kernel.json").write_text(json.dumps({
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (ipykernel)", "language": "python",
+                "metadata": {"debugger": True}, "env": self.kernel_env}))
         return env
 
     def start(self) -> JupyterLab:

@@ -735,7 +735,7 @@ def _figures(lab: str, rows: list[Result], points: dict[str, float]) -> tuple[st
     ax.invert_yaxis()
     ax.set_xlabel("students")
     ax.set_title(f"{lab}: result per graded test cell")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 / max(1, len(gids)) - 0.08), ncol=2, fontsize=8)
     cells = _png(fig)
     return total, cells
 

@@ -19,7 +19,7 @@ nbgrader, outside the student's kernel:
 What stays out of reach: code *inside* a graded function runs during the tests in both
 kernels, so a function body that patches the checker at call time is caught only by the scan;
 reading files (the notebook with the hidden tests, the gradebook) is the sandbox's job
-(``tools/sandbox.py``).
+(``tools/sandbox.py``), which also runs the second opinion's kernel.
 """
 
 from __future__ import annotations
@@ -300,10 +300,14 @@ def second_opinion(submission_path: Path, source_path: Path, timeout: int = 300)
     """Run the second opinion; return test grade_id -> passed.
 
     The kernel runs in an empty temporary folder holding only the lab's reference files
-    (``ref/``), without the notebook and without nbgrader's environment variables.
+    (``ref/``), without the notebook and without nbgrader's environment variables, inside the
+    grading sandbox (tools/sandbox.py) wherever autograde uses it.
     """
     from nbclient import NotebookClient
 
+    from tools import sandbox
+
+    client_class = sandbox.SandboxNotebookClient if sandbox.enabled() else NotebookClient
     submission = nbformat.read(submission_path, as_version=4)
     source = nbformat.read(source_path, as_version=4)
     nb = second_opinion_notebook(submission, source)
@@ -315,8 +319,8 @@ def second_opinion(submission_path: Path, source_path: Path, timeout: int = 300)
         env_backup = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("NBGRADER")}
         os.environ["NBGRADER_EXECUTION"] = "second_opinion"  # quick mode for benchmarks, not "autograde"
         try:
-            client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                    resources={"metadata": {"path": str(workdir)}})
+            client = client_class(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                  resources={"metadata": {"path": str(workdir)}})
             client.execute()
         finally:
             os.environ.pop("NBGRADER_EXECUTION", None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import re
 import sys
@@ -74,7 +75,9 @@ def make_api(root: Path = ROOT, for_release: bool = False, timeout: int | None =
     if for_release:
         config.CourseDirectory.ignore = list(config.CourseDirectory.ignore) + list(REFERENCE_DIRS)
     elif sandbox_tool.enabled() if sandbox is None else sandbox:
-        config.Autograde.autograde_preprocessors = sandbox_tool.autograde_preprocessors()
+        configured = config.Autograde.get("autograde_preprocessors")
+        config.Autograde.autograde_preprocessors = sandbox_tool.autograde_preprocessors(
+            list(configured) if configured is not None else None)
     if "preprocessors" in config.GenerateFeedback:
         config.GenerateFeedback.preprocessors = sandbox_tool.feedback_preprocessors(
             list(config.GenerateFeedback.preprocessors))
@@ -216,8 +219,10 @@ def feedback(root: Path = ROOT, labs: list[str] | None = None) -> None:
 _LIKELY = re.compile(r"Likely mistake: ([^\n]+)")
 
 
-def cell_errors(notebook_path: Path) -> dict[str, str]:
-    """Test-cell grade_id -> the full error ("Name: message") of a failed test cell."""
+def cell_errors(notebook_path: Path, every: bool = False) -> dict[str, str]:
+    """Test-cell grade_id -> the full error ("Name: message") of a failed test cell.
+
+    With ``every``, test cells without an error are included too (mapped to "")."""
     out: dict[str, str] = {}
     if not notebook_path.exists():
         return out
@@ -226,6 +231,8 @@ def cell_errors(notebook_path: Path) -> dict[str, str]:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type != "code" or not meta.get("grade"):
             continue
+        if every:
+            out[meta["grade_id"]] = ""
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 out[meta["grade_id"]] = f"{output.get('ename')}: {output.get('evalue')}"
@@ -257,6 +264,10 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True) -> d
     from tools import integrity
 
     verdicts: dict[tuple[str, str], object] = {}
+    # the holds this check placed, so that a re-run can lift them (nbgrader keeps manual scores
+    # across re-grading, and an instructor's own manual scores must not be touched)
+    ledger_path = root / "integrity_holds.json"
+    ledger = set(map(tuple, json.loads(ledger_path.read_text()))) if ledger_path.exists() else set()
     with Gradebook("sqlite:///" + str(root / "gradebook.db")) as gb:
         for run in runs:
             if not run.success:
@@ -279,12 +290,21 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True) -> d
             verdicts[(run.student, run.lab)] = verdict
             tamper = any(f.severity == integrity.TAMPER for f in findings)
             for grade in nb.grades:
-                if grade.cell_type == "code" and (tamper or grade.name in disagreements):
+                if grade.cell_type != "code":
+                    continue
+                key = (run.student, run.lab, grade.name)
+                if tamper or grade.name in disagreements:
                     grade.manual_score = 0.0
+                    ledger.add(key)
+                elif key in ledger:
+                    grade.manual_score = None  # held by an earlier run, clean now
+                    grade.needs_manual_grade = False
+                    ledger.discard(key)
             gb.db.commit()
             if verbose and (findings or disagreements):
                 print(f"  integrity {run.lab} / {run.student}: {'HELD' if verdict.held else 'noted'}: "
                       f"{verdict.summary()}", flush=True)
+    ledger_path.write_text(json.dumps(sorted(ledger), indent=0))
     return verdicts
 
 
@@ -330,7 +350,8 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
             elif nb is None:
                 row.status = "not graded"
             if nb is not None and (run is None or run.success):
-                missing = [g.name for g in nb.grades if g.cell_type == "code" and g.needs_manual_grade]
+                present = set(cell_errors(root / "autograded" / student / lab / f"{lab}.ipynb", every=True))
+                missing = [g.name for g in nb.grades if g.cell_type == "code" and g.name not in present]
                 if missing:
                     row.status = f"graded; {len(missing)} test cells missing from the notebook: needs manual grading"
                 for grade in nb.grades:
@@ -441,7 +462,8 @@ def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
             print("6. solutions site: tools/site.py not present, skipped")
         else:
             print("6. solutions site -> build/site/")
-            site_tool.main([])
+            if site_tool.main([]) != 0:
+                raise RuntimeError("building the solutions site failed (see above)")
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     return rows
 

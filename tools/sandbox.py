@@ -9,8 +9,9 @@ the grading kernel inside Debian's ``bwrap`` (bubblewrap) instead:
 * a fresh mount namespace in which only these exist: the system (``/usr``, ``/etc``, ...),
   the Python installation and the venv (read-only), editable packages the venv points to
   (``course_lib``), a writable working folder ``/home/student/<lab>`` in memory (tmpfs)
-  holding read-only binds of the submission's *non-notebook* files (``ref/`` ...), a private
-  ``/tmp``, and one runtime folder with the kernel's connection file and IPC sockets.
+  holding read-only binds of the submission's *non-notebook* files (``ref/`` ...; it is also
+  ``HOME``), a private ``/tmp``, and one runtime folder with the kernel's connection file and
+  IPC sockets (made read-only to the kernel once it has answered).
   The course root, ``source/``, ``release/``, the gradebook, other students' folders and the
   notebook being graded do not exist in there;
 * new network, PID, IPC, UTS and cgroup namespaces: no network at all (not even the host's
@@ -37,8 +38,10 @@ a missing sandbox an error instead of a warning.
 What it does not protect against: code in the same kernel as the tests can still tamper with
 them (monkey-patching ``np.testing``, fake ``int`` subclasses ...; that is the grader-trust
 issue), print the source of the test that calls it (``inspect``: see
-:class:`StripHiddenTestOutput`, which removes such lines from feedback), use its CPU share
-until the cell timeout, or attack the Linux kernel itself.
+:class:`StripHiddenTestOutput`, which removes verbatim quotes from feedback, not encoded ones),
+use its CPU share until the cell timeout, use memory in many processes at once (the limits are
+per process; a total needs cgroups), or attack the Linux kernel itself (bwrap shares it).
+A fork bomb hangs its kernel (forked children share its ZeroMQ sockets) until the cell timeout.
 
     python -m tools.sandbox        # probe and print the status line
 """
@@ -189,13 +192,12 @@ def sandbox_uid() -> int | None:
 
 
 def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: str | os.PathLike[str],
-                 limits: Limits = DEFAULT_LIMITS, uid: int | None = None,
-                 home: str | None = None) -> list[str]:
+                 limits: Limits = DEFAULT_LIMITS, uid: int | None = None) -> list[str]:
     """The command line that runs ``cmd`` (a kernel command) inside the sandbox.
 
     ``workdir`` is the submission folder nbgrader runs the notebook in (its notebooks are left
     out); ``runtime_dir`` is bound read-write at the same path (connection file, IPC sockets,
-    ``HOME``). ``uid`` is the uid to drop to (only as root; see :func:`sandbox_uid`).
+    nothing else). ``uid`` is the uid to drop to (only as root; see :func:`sandbox_uid`).
     """
     bwrap = bwrap_path()
     if bwrap is None:
@@ -208,10 +210,10 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: s
         raise ValueError(f"workdir {workdir} is not a folder")
     inside_dir = f"{SANDBOX_HOME}/{workdir.name}"
     prlimit = shutil.which("prlimit")
-    args: list[str] = []
-    if prlimit:
-        args += [prlimit, f"--data={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
-                 f"--nproc={limits.tasks}", f"--fsize={limits.file_bytes}", "--core=0", "--"]
+    if prlimit is None:  # util-linux; without it there would be no limits
+        raise FileNotFoundError("prlimit is not installed (Debian package 'util-linux')")
+    args = [prlimit, f"--data={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
+            f"--nproc={limits.tasks}", f"--fsize={limits.file_bytes}", "--core=0", "--"]
     args += [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
              "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "grading"]
     if uid is None:  # unprivileged bwrap: a user namespace, no way back to more privileges
@@ -248,8 +250,15 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: s
     args += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", SANDBOX_HOME,
              "--perms", "0777", "--dir", inside_dir]
     _bind_workdir(workdir, inside_dir, args)
+    # HOME is the tmpfs too; matplotlib's font cache (seconds to rebuild per kernel) read-only
+    cache = _mpl_cache_dir()
+    if cache is not None:
+        inside_cache = f"{SANDBOX_HOME}/.cache/matplotlib"
+        args += ["--perms", "0777", "--dir", f"{SANDBOX_HOME}/.cache", "--perms", "0777", "--dir", inside_cache]
+        for font_list in sorted(cache.glob("fontlist-*.json")):
+            args += ["--ro-bind", str(font_list), f"{inside_cache}/{font_list.name}"]
     # environment: nothing of the grader's but what the notebook needs
-    env = {"HOME": home or SANDBOX_HOME, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+    env = {"HOME": SANDBOX_HOME, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
            "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
            # 1 = "no parent to watch" for ipykernel (its poller would see pid 1 as a dead parent)
            # and no console banner
@@ -265,21 +274,23 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: s
 
 
 def prepare_runtime_dir(uid: int | None) -> Path:
-    """A fresh runtime folder (short path: IPC socket paths are limited to ~100 bytes), owned
-    by the sandbox uid, with a ``home/`` holding a copy of matplotlib's font cache (building
-    it costs seconds per kernel)."""
+    """A fresh runtime folder for the connection file and the IPC sockets (short path: socket
+    paths are limited to ~100 bytes), owned by the sandbox uid so that the kernel can create
+    its sockets; :func:`seal_runtime_dir` takes it back once they exist."""
     runtime = Path(tempfile.mkdtemp(prefix="kvsb-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    home = runtime / "home"
-    cache = _mpl_cache_dir()
-    if cache is not None:
-        shutil.copytree(cache, home / ".cache" / "matplotlib")
-    else:
-        home.mkdir()
     if uid is not None:
-        for path in [runtime, *runtime.rglob("*")]:
-            os.chown(path, uid, uid)
+        os.chown(runtime, uid, uid)
     runtime.chmod(0o700)
     return runtime
+
+
+def seal_runtime_dir(runtime: Path) -> None:
+    """After the kernel has bound its sockets: make the runtime folder root's and read-only to
+    the kernel, so that it cannot fill the host's disk through it (root only; the sockets stay
+    usable)."""
+    if os.geteuid() == 0:
+        os.chown(runtime, 0, 0)
+        runtime.chmod(0o755)
 
 
 @lru_cache(maxsize=1)
@@ -380,6 +391,8 @@ def status_line() -> str:
 # nbgrader / jupyter_client hooks
 
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+from nbclient.util import run_sync  # noqa: E402
 from nbconvert.preprocessors import Preprocessor  # noqa: E402
 from nbgrader.preprocessors import Execute  # noqa: E402
 from traitlets import Bool  # noqa: E402
@@ -417,8 +430,12 @@ class SandboxKernelManager(AsyncKernelManager):
         if self._sandbox_uid is not None:
             os.chown(self.connection_file, self._sandbox_uid, self._sandbox_uid)
         cwd = self._launch_args.get("cwd") or os.getcwd()
-        return wrap_command(cmd, cwd, self._sandbox_runtime, uid=self._sandbox_uid,
-                            home=str(self._sandbox_runtime / "home"))
+        return wrap_command(cmd, cwd, self._sandbox_runtime, uid=self._sandbox_uid)
+
+    def seal_runtime(self) -> None:
+        """Called once the kernel answered (its sockets exist): see :func:`seal_runtime_dir`."""
+        if self._sandbox_runtime is not None:
+            seal_runtime_dir(self._sandbox_runtime)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
@@ -441,15 +458,47 @@ class SandboxExecute(Execute):
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
         super().__init__(*args, **kwargs)
 
+    async def async_start_new_kernel_client(self) -> Any:
+        kc = await super().async_start_new_kernel_client()
+        if isinstance(self.km, SandboxKernelManager):
+            self.km.seal_runtime()
+        return kc
 
-def autograde_preprocessors() -> list[type]:
-    """nbgrader's default ``Autograde.autograde_preprocessors`` with Execute sandboxed."""
+    # nbclient binds the sync name to the base class's coroutine (ExecutePreprocessor uses it)
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+
+class SandboxNotebookClient(NotebookClient):
+    """nbclient's NotebookClient with the kernel in the sandbox (used by tools/integrity.py's
+    second opinion, which also runs student code)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
+
+    async def async_start_new_kernel_client(self) -> Any:
+        kc = await super().async_start_new_kernel_client()
+        if isinstance(self.km, SandboxKernelManager):
+            self.km.seal_runtime()
+        return kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+
+def autograde_preprocessors(current: list[Any] | None = None) -> list[Any]:
+    """``Autograde.autograde_preprocessors`` with Execute replaced by SandboxExecute.
+
+    ``current``: the configured list (classes or dotted names, as in nbgrader_config.py);
+    None = nbgrader's default. Everything else in it is kept, in order."""
     from nbgrader.converters.autograde import Autograde
 
-    default = list(Autograde.class_traits()["autograde_preprocessors"].default())
-    if Execute not in default:
-        raise RuntimeError("nbgrader's autograde preprocessors no longer contain Execute")
-    return [SandboxExecute if p is Execute else p for p in default]
+    if current is None:
+        current = list(Autograde.class_traits()["autograde_preprocessors"].default())
+    names = {"nbgrader.preprocessors.Execute", "nbgrader.preprocessors.execute.Execute"}
+    out = [SandboxExecute if (p is Execute or p in names) else p for p in current]
+    if SandboxExecute not in out:
+        raise RuntimeError(f"no Execute preprocessor to sandbox in {current!r}")
+    return out
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

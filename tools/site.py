@@ -276,8 +276,8 @@ def execute(nb: nbformat.NotebookNode, lab: Lab, rerun: bool = False, quick: boo
     try:
         # The kernel's own stderr (ipykernel start-up notices) goes to a log, not the console.
         with kernel_log.open("wb") as log:
-            env = dict(os.environ, NBGRADER_EXECUTION="validate") if quick else None
-            client.execute(stderr=log, env=env)
+            extra: dict = {"env": dict(os.environ, NBGRADER_EXECUTION="validate")} if quick else {}
+            client.execute(stderr=log, **extra)
     except CellExecutionError as err:
         raise SiteError(f"{lab.name}: a cell failed while executing the solutions notebook "
                         f"(cwd {lab.workdir.relative_to(ROOT)}):\n{err}") from err

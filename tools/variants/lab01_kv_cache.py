@@ -345,5 +345,6 @@ class KVCache:
 ATTENTION_MUTANTS = ["no_scale", "mask_not_offset", "sdpa_is_causal", "softmax_wrong_axis", "gqa_repeat"]
 FORWARD_MUTANTS = ATTENTION_MUTANTS + ["cache_not_appended", "whole_buffer", "positions_restart"]
 
-SAMPLE_MISTAKES: list[str] = ["mask_not_offset", "cache_not_appended", "positions_restart",
-                              "generate_first_position"]
+# Bugs that do not cascade into each other's tests (an attention bug would fail every test),
+# so the demo's "mistakes" submission gets partial credit with each bug named.
+SAMPLE_MISTAKES: list[str] = ["overflow_truncates", "generate_first_position"]
