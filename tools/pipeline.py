@@ -456,14 +456,11 @@ def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
     print("5. feedback, grades.csv and scores")
     rows = report(root, runs, verdicts)
     if site:
-        try:
-            from tools import site as site_tool
-        except ImportError:
-            print("6. solutions site: tools/site.py not present, skipped")
-        else:
-            print("6. solutions site -> build/site/")
-            if site_tool.main([]) != 0:
-                raise RuntimeError("building the solutions site failed (see above)")
+        from tools import site as site_tool
+
+        print("6. solutions site -> build/site/")
+        if site_tool.main([]) != 0:
+            raise RuntimeError("building the solutions site failed (see above)")
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     return rows
 

@@ -448,41 +448,34 @@ class SandboxKernelManager(AsyncKernelManager):
     cleanup_resources = _async_cleanup_resources
 
 
-class SandboxExecute(Execute):
-    """nbgrader's Execute preprocessor with the kernel started by :class:`SandboxKernelManager`.
-
-    (nbgrader's Execute passes ``kernel_manager_class`` as a keyword, which beats config, so a
-    subclass is the hook.)"""
+class _SandboxedKernel:
+    """Mixin for nbclient-based executors: start the kernel with :class:`SandboxKernelManager`
+    and seal its runtime folder once the kernel answers."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
         super().__init__(*args, **kwargs)
 
     async def async_start_new_kernel_client(self) -> Any:
-        kc = await super().async_start_new_kernel_client()
-        if isinstance(self.km, SandboxKernelManager):
-            self.km.seal_runtime()
+        kc = await super().async_start_new_kernel_client()  # type: ignore[misc]
+        if isinstance(self.km, SandboxKernelManager):  # type: ignore[attr-defined]
+            self.km.seal_runtime()  # type: ignore[attr-defined]
         return kc
 
     # nbclient binds the sync name to the base class's coroutine (ExecutePreprocessor uses it)
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
 
-class SandboxNotebookClient(NotebookClient):
+class SandboxExecute(_SandboxedKernel, Execute):
+    """nbgrader's Execute preprocessor with the kernel started by :class:`SandboxKernelManager`.
+
+    (nbgrader's Execute passes ``kernel_manager_class`` as a keyword, which beats config, so a
+    subclass is the hook.)"""
+
+
+class SandboxNotebookClient(_SandboxedKernel, NotebookClient):
     """nbclient's NotebookClient with the kernel in the sandbox (used by tools/integrity.py's
     second opinion, which also runs student code)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
-        super().__init__(*args, **kwargs)
-
-    async def async_start_new_kernel_client(self) -> Any:
-        kc = await super().async_start_new_kernel_client()
-        if isinstance(self.km, SandboxKernelManager):
-            self.km.seal_runtime()
-        return kc
-
-    start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
 
 def autograde_preprocessors(current: list[Any] | None = None) -> list[Any]:
@@ -527,6 +520,7 @@ class StripHiddenTestOutput(Preprocessor):
                                   if len(line.strip()) >= self.min_chars)
         if not hidden:
             return nb, resources
+        hidden.update({"### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"})  # tracebacks show them as context
 
         def clean(text: str) -> str:
             lines = text.split("\n")
