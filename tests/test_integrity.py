@@ -153,3 +153,47 @@ def test_second_opinion_notebook_keeps_trusted_cells():
     hidden = [c for c in nb.cells if "### BEGIN HIDDEN TESTS" in c.source]
     assert hidden, "the second opinion must run the hidden tests"
     assert len(nb.cells) == len(source.cells)
+
+
+# ---- no false alarms on honest work, in every lab -------------------------------------------
+def _honest_submissions():
+    from tools.samples import available_labs, load_variants
+
+    for lab in available_labs():
+        yield lab, "solution"
+        module = load_variants(lab)
+        for name in getattr(module, "CORRECT", {}):
+            yield lab, f"correct:{name}"
+
+
+@pytest.mark.parametrize("lab,variant", list(_honest_submissions()))
+def test_honest_answers_are_kept_whole_and_not_flagged(lab, variant):
+    """The second opinion keeps every top-level statement of honest answers, and the scan
+    finds nothing to hold: otherwise correct work would lose points."""
+    import ast
+
+    from tools.samples import submission_cells
+
+    cells = submission_cells(ROOT, lab, variant)
+    source = nbformat.read(ROOT / "source" / lab / f"{lab}.ipynb", as_version=4)
+    code_ids = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
+                if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    for gid, code in cells.items():
+        if gid not in code_ids:
+            continue
+        before = [ast.dump(n) for n in ast.parse(code).body]
+        after = [ast.dump(n) for n in ast.parse(integrity.definitions_only(code)).body]
+        assert before == after, f"{lab} {variant} {gid}: the second opinion would drop part of an honest answer"
+        tamper = [f for f in integrity.scan_source(code, gid) if f.severity == integrity.TAMPER]
+        assert not tamper, tamper
+
+
+@pytest.mark.parametrize("lab", __import__("tools.samples", fromlist=["x"]).available_labs())
+def test_second_opinion_passes_the_solution(lab, tmp_path):
+    from tools.samples import fill, solution_code
+
+    release_nb = nbformat.read(ROOT / "release" / lab / f"{lab}.ipynb", as_version=4)
+    path = tmp_path / f"{lab}.ipynb"
+    nbformat.write(fill(release_nb, solution_code(ROOT, lab)), path)
+    result = integrity.second_opinion(path, ROOT / "source" / lab / f"{lab}.ipynb")
+    assert result and all(result.values()), result

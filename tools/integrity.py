@@ -225,13 +225,38 @@ def scan(submission, source) -> list[Finding]:
 
 # ---- definitions only ------------------------------------------------------------------------
 def _literal(node: ast.AST | None) -> bool:
+    """A value with no side effects: a literal, a name or a dotted name (``torch.float32``),
+    or a tuple/list of those. Calls are never literals."""
     if node is None:
         return True
+    if isinstance(node, (ast.Name, ast.Constant)):
+        return True
+    if isinstance(node, ast.Attribute):
+        return _literal(node.value) and not isinstance(node.value, ast.Call)
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_literal(e) for e in node.elts)
     try:
         ast.literal_eval(node)
         return True
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return isinstance(node, ast.Name) and node.id in {"None", "True", "False"}
+        return False
+
+
+#: Decorators that only wrap a function or class when the definition runs.
+_SAFE_DECORATORS = {"property", "staticmethod", "classmethod", "dataclass", "dataclasses.dataclass",
+                    "torch.no_grad", "torch.inference_mode", "torch.no_grad()", "torch.inference_mode()",
+                    "functools.cache", "functools.lru_cache", "functools.lru_cache()", "lru_cache", "cache",
+                    "lru_cache()", "abstractmethod", "abc.abstractmethod", "typing.overload", "overload"}
+
+
+def _safe_decorator(node: ast.AST) -> bool:
+    dotted = _dotted(node)
+    if isinstance(node, ast.Call):
+        return (_dotted(node.func) + "()") in _SAFE_DECORATORS and not node.args and \
+            all(_literal(k.value) for k in node.keywords)
+    if isinstance(node, ast.Attribute) and node.attr in {"setter", "getter", "deleter"}:
+        return isinstance(node.value, ast.Name)
+    return dotted in _SAFE_DECORATORS
 
 
 def _safe_def(node: ast.AST) -> bool:
@@ -239,23 +264,30 @@ def _safe_def(node: ast.AST) -> bool:
         return True
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         args = node.args
-        return (not node.decorator_list and all(_literal(d) for d in args.defaults)
+        return (all(_safe_decorator(d) for d in node.decorator_list) and all(_literal(d) for d in args.defaults)
                 and all(_literal(d) for d in args.kw_defaults) and not _CHECKER_NAMES.match(node.name)
                 and all(a.annotation is None or isinstance(a.annotation, (ast.Name, ast.Attribute, ast.Constant,
                                                                           ast.Subscript, ast.BinOp))
                         for a in args.args + args.kwonlyargs))
     if isinstance(node, ast.ClassDef):
-        return (not node.decorator_list and not node.keywords
+        return (all(_safe_decorator(d) for d in node.decorator_list) and not node.keywords
                 and all(isinstance(b, (ast.Name, ast.Attribute)) for b in node.bases)
                 and all(_safe_def(n) or isinstance(n, ast.Pass) or (isinstance(n, ast.Expr) and _literal(n.value))
                         for n in node.body))
     if isinstance(node, (ast.Assign, ast.AnnAssign)):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         return (all(isinstance(t, ast.Name) and not _CHECKER_NAMES.match(t.id) for t in targets)
-                and _literal(node.value))
+                and _literal(node.value) and not _dotted_names_checker(node.value))
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
         return True  # docstrings
     return False
+
+
+def _dotted_names_checker(node: ast.AST | None) -> bool:
+    # ``x = check_int`` would keep a reference to the checker under another name: harmless,
+    # but nothing a student needs either
+    return node is not None and isinstance(node, (ast.Name, ast.Attribute)) and \
+        bool(_CHECKER_NAMES.match(_dotted(node).split(".")[-1]))
 
 
 def definitions_only(code: str) -> str:
