@@ -11,7 +11,8 @@ nbgrader, outside the student's kernel:
    autograded points for review; a *suspicious* one is only reported.
 2. **Second opinion** (``second_opinion``): a fresh kernel runs the instructor's notebook
    (setup, explanations and all tests from ``source/``) with only the *definitions* of the
-   student's cells: imports, functions and classes without decorators, constants. No
+   student's cells: imports, functions and classes (side-effect-free defaults, only wrapping
+   decorators), constants. No
    top-level statement of the student runs, so nothing can be patched before the tests.
    A test that nbgrader passed but the second opinion fails is flagged, and its points are
    withheld.
