@@ -44,10 +44,13 @@ def test_mistakes_get_partial_credit_and_named_feedback(graded_course, lab):
     module = load_variants(lab)
     html = (root / "feedback" / "mistakes" / lab / f"{lab}.html").read_text()
     by_name = {m["name"]: m for m in module.MUTANTS}
+    errors = pipeline.cell_errors(root / "autograded" / "mistakes" / lab / f"{lab}.ipynb")
     for name in module.SAMPLE_MISTAKES:
         mutant = by_name[name]
         for test in mutant["fails"]:
             assert test in row.failed_tests, f"{name}: {test} did not fail"
+            # the failing test itself names the mistake, and the feedback shows it
+            assert mutant["message"].lower() in errors[test].lower(), (name, errors[test])
         assert mutant["message"].lower() in html.lower(), f"feedback does not name {name!r}"
 
 

@@ -115,11 +115,12 @@ class GradeRun:
 def submissions(root: Path = ROOT) -> list[tuple[str, str]]:
     """(student, lab) pairs found in submitted/, sorted."""
     pairs = []
+    labs = set(available_labs(root))
     for student_dir in sorted((root / "submitted").iterdir()) if (root / "submitted").exists() else []:
         if not student_dir.is_dir():
             continue
         for lab_dir in sorted(student_dir.iterdir()):
-            if lab_dir.is_dir() and lab_dir.name in available_labs(root):
+            if lab_dir.is_dir() and lab_dir.name in labs:
                 pairs.append((student_dir.name, lab_dir.name))
     return pairs
 

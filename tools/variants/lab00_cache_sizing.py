@@ -137,7 +137,7 @@ def cache_size_table(names, seq_lens):
         rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
     return pd.DataFrame.from_dict(rows, orient="index")
 '''},
-     "fails": ["test_cache_size_table"], "message": "query heads instead of the"},
+     "fails": ["test_cache_size_table"], "message": "query heads"},
     {"name": "d_model_in_table",
      "cells": {"cache_size_table": '''
 def cache_size_table(names, seq_lens):
