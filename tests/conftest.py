@@ -32,3 +32,14 @@ def graded_course(tmp_path_factory):
     pipeline.feedback(root)
     rows = pipeline.collect_grades(root, runs)
     return root, rows, runs
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (tools/browser.py); never a downloaded browser."""
+    from tools import browser as B
+
+    if B.chromium_path() is None:
+        pytest.fail("Chromium is not installed: run `bash tools/install_system_deps.sh`")
+    with B.chromium() as br:
+        yield br

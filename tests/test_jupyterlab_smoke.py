@@ -102,14 +102,6 @@ def jupyter(course: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield lab
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if B.chromium_path() is None:
-        pytest.fail("Chromium is not installed: run `bash tools/install_system_deps.sh`")
-    with B.chromium() as br:
-        yield br
-
-
 def _open(browser: Any, jupyter: B.JupyterLab, rel: str) -> tuple[B.NotebookDriver, Any,
                                                                  B.PageWatch, Any]:
     nb = nbformat.read(jupyter.root_dir / rel, as_version=4)

@@ -28,14 +28,6 @@ LABS, MISSING = discover_labs(SOURCE_DIR)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if B.chromium_path() is None:
-        pytest.fail("Chromium is not installed: run `bash tools/install_system_deps.sh`")
-    with B.chromium() as br:
-        yield br
-
-
-@pytest.fixture(scope="module")
 def solutions_site() -> Iterator[str]:
     if not LABS:
         pytest.fail("no lab notebooks in source/: run `python -m tools.nbbuild` first")
