@@ -213,13 +213,18 @@ def test_release_notebook_in_jupyterlab(lab: str, browser: Any, jupyter: B.Jupyt
             if friendly == 0:
                 problems.append("no test cell told the student 'did you forget the `return` "
                                 "statement?' when the functions returned None")
-        B.screenshot(driver.page, f"jupyterlab-{lab}-release")
-        if watch.external_requests:
-            problems.append(f"requests left 127.0.0.1: {watch.external_requests[:5]}")
-        assert not problems, f"{rel} in JupyterLab:\n- " + "\n- ".join(problems)
+        _finish(driver, watch, rel, f"jupyterlab-{lab}-release", problems)
     finally:
         context.close()
     print(f"{rel}: {time.perf_counter() - t0:.1f} s")
+
+
+def _finish(driver: Any, watch: Any, rel: str, shot: str, problems: list[str]) -> None:
+    """Screenshot, then fail with every problem found (requests leaving the machine included)."""
+    B.screenshot(driver.page, shot)
+    if watch.external_requests:
+        problems.append(f"requests left 127.0.0.1: {watch.external_requests[:5]}")
+    assert not problems, f"{rel} in JupyterLab:\n- " + "\n- ".join(problems)
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -243,10 +248,7 @@ def test_source_notebook_in_jupyterlab(lab: str, browser: Any, jupyter: B.Jupyte
         kind, text = driver.validate()
         if kind != "success":
             problems.append(f"Validate on the source notebook said {kind!r}: {text[:400]}")
-        B.screenshot(driver.page, f"jupyterlab-{lab}-source")
-        if watch.external_requests:
-            problems.append(f"requests left 127.0.0.1: {watch.external_requests[:5]}")
-        assert not problems, f"{rel} in JupyterLab:\n- " + "\n- ".join(problems)
+        _finish(driver, watch, rel, f"jupyterlab-{lab}-source", problems)
     finally:
         context.close()
     print(f"{rel}: {time.perf_counter() - t0:.1f} s")
