@@ -55,8 +55,10 @@ release: $(STAMP)
 samples: $(STAMP)
 	$(RUN) -m tools.pipeline samples
 
-autograde: $(STAMP)
-	$(RUN) -m tools.pipeline autograde
+# GRADE_WORKERS > 1 needs a PostgreSQL gradebook (c.CourseDirectory.db_url in nbgrader_config.py)
+GRADE_WORKERS ?= 1
+autograde: $(STAMP) sysdeps
+	$(RUN) -m tools.pipeline autograde --workers $(GRADE_WORKERS)
 
 report: $(STAMP)
 	$(RUN) -m tools.pipeline report
@@ -97,4 +99,4 @@ exchange: $(STAMP)
 
 clean:
 	-$(RUN) -m tools.classroom clean
-	rm -rf autograded/*/ feedback/ build/ gradebook.db grades.csv integrity_holds.json
+	rm -rf autograded/*/ feedback/ build/ logs/ gradebook.db grades.csv integrity_holds.json integrity_verdicts.json autograde_runs.json

@@ -11,7 +11,7 @@ import json
 import nbformat
 import pytest
 
-from tools import classroom
+from tools import classroom, pipeline
 
 LAB = "lab00_cache_sizing"
 MUTANT = "mutant:bits_not_bytes"
@@ -81,14 +81,14 @@ def test_bad_arguments(klass):
     with pytest.raises(ValueError, match="pool"):
         classroom.generate(course, LAB, n=1, pool=["mutant:no_such_mistake"], verbose=False)
     with pytest.raises(ValueError, match="workers"):
-        classroom.shares(["a"], 0)
+        pipeline.worker_shares(["a"], 0)
     with pytest.raises(ValueError, match="SQLite"):
         classroom.grade(course, workers=2, db="sqlite", progress=False)
 
 
 def test_shares_are_disjoint_and_complete():
     students = [f"s{i:03d}" for i in range(11)]
-    parts = classroom.shares(students, 3)
+    parts = pipeline.worker_shares(students, 3)
     flat = [s for part in parts for s in part]
     assert sorted(flat) == students and len(set(flat)) == len(flat)
     assert max(map(len, parts)) - min(map(len, parts)) <= 1

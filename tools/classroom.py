@@ -19,16 +19,17 @@ against what the variants declare (correct ones at full marks, a mutant at 0 in 
 names). It is cached in ``<course>/calibration/`` keyed by the notebook and variants' hashes.
 ``classroom.json`` holds the roster with each student's variant and expected score.
 
-**Grading** goes through nbgrader's own ``NbGraderAPI.autograde``. Students are split into
-disjoint shares, one per worker; each worker is one process that runs nbgrader over its whole
-share (nbgrader's start-up is paid once per worker, not per student). One worker uses SQLite
+**Grading** goes through nbgrader's own ``NbGraderAPI.autograde``, driven by the course's
+``tools.pipeline.autograde``: students are split into disjoint shares, one per worker; each
+worker is one process that runs nbgrader over its whole share (nbgrader's start-up is paid once
+per worker, not per student); one worker grades in this process. One worker uses SQLite
 (``<course>/gradebook.db``); several workers share a PostgreSQL gradebook, because SQLite is not
 safe for concurrent writers (nbgrader's FAQ). The PostgreSQL server is a throwaway cluster that
 this tool creates with Debian's ``initdb`` / ``pg_ctl`` (as the ``postgres`` user when run as
 root), listening only on a unix socket in its own folder under the temporary directory; it is
 started for a command and stopped after it.
 
-After each submission the worker writes ``<course>/state/<lab>/<student>.json``. A later
+As each submission's result arrives, ``grade`` writes ``<course>/state/<lab>/<student>.json``. A later
 ``grade`` skips a submission whose state says it was graded into the same gradebook from the
 same ``timestamp.txt`` and notebook hash, so an interrupted batch resumes where it stopped. A
 submission that fails (broken JSON, dead kernel, ...) is recorded and never stops the batch; a
@@ -46,7 +47,6 @@ import hashlib
 import html
 import io
 import json
-import multiprocessing as mp
 import os
 import pwd
 import random
@@ -435,29 +435,6 @@ def gradebook_url(course: Path, kind: str):  # -> Iterator[str]
         raise ValueError(f"db must be 'sqlite' or 'postgres', got {kind!r}")
 
 
-def _ensure_assignments(course: Path, url: str, labs: list[str]) -> None:
-    """Put the labs (notebooks, grade cells) into the gradebook, as generate_assignment does."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    from tools.pipeline import make_api
-
-    with Gradebook(url) as gb:
-        missing = []
-        for lab in labs:
-            try:
-                gb.find_assignment(lab)
-            except MissingEntry:
-                missing.append(lab)
-    if not missing:
-        return
-    api = make_api(course, for_release=True)
-    api.coursedir.db_url = url
-    for lab in missing:
-        result = api.generate_assignment(lab, force=True, create=True)
-        if not result["success"]:
-            raise RuntimeError(f"generate_assignment {lab} into {url} failed:\n{result.get('log')}")
-
-
 # ----------------------------------------------------------------------------- grading driver
 
 
@@ -497,55 +474,6 @@ def is_up_to_date(course: Path, lab: str, student: str, db_kind: str) -> bool:
             and (not stamp.exists() or stamp.read_text().strip() == state["fingerprint"]["timestamp"]))
 
 
-def _worker(course: str, url: str, db_kind: str, items: list[tuple[str, str]], index: int, n_workers: int,
-            queue) -> None:
-    """One worker process: nbgrader's API over its share of (student, lab) pairs."""
-    course_path = Path(course)
-    log = open(course_path / "logs" / f"worker-{index}.log", "a")  # noqa: SIM115 - lives as long as the process
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    os.chdir(course_path)
-    # Kernels inherit this: workers x threads should not exceed the cores (torch and NumPy
-    # otherwise start one thread per core in every kernel and fight over the cores).
-    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
-    from tools.pipeline import _short_error, make_api
-
-    api = make_api(course_path)
-    api.coursedir.db_url = url
-    for student, lab in items:
-        start = time.perf_counter()
-        notebook = course_path / "submitted" / student / lab / f"{lab}.ipynb"
-        if not notebook.exists():
-            status = f"not graded: no {lab}.ipynb in the submission"
-        else:
-            try:
-                result = api.autograde(lab, student, force=True, create=True)
-            except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the batch
-                result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
-            status = "graded" if result["success"] else f"not graded: {_short_error(result)}"
-        seconds = time.perf_counter() - start
-        state = {"status": status, "seconds": seconds, "db": db_kind, "worker": index,
-                 "fingerprint": _fingerprint(course_path, lab, student)}
-        path = _state_path(course_path, lab, student)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(path)
-        queue.put(asdict(Outcome(student, lab, status, seconds, index)))
-        print(f"[worker {index}] {lab} / {student}: {status} ({seconds:.1f} s)", flush=True)
-    queue.put(None)
-
-
-def shares(students: list[str], workers: int) -> list[list[str]]:
-    """Split students into ``workers`` disjoint shares of nearly equal size."""
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    ordered = sorted(dict.fromkeys(students))
-    return [ordered[i::workers] for i in range(workers)]
-
-
 def grade(course: Path = DEFAULT_COURSE, labs: list[str] | None = None, workers: int = 1, db: str = "auto",
           resume: bool = True, progress: bool = True, students: set[str] | None = None) -> list[Outcome]:
     """Autograde the synthetic class with ``workers`` processes on disjoint students.
@@ -555,8 +483,6 @@ def grade(course: Path = DEFAULT_COURSE, labs: list[str] | None = None, workers:
     current files is skipped. ``students`` restricts the run to these names. Returns one
     outcome per roster entry graded (or skipped) in this run.
     """
-    from tqdm import tqdm
-
     course = Path(course).resolve()
     db_kind = ("sqlite" if workers == 1 else "postgres") if db == "auto" else db
     if db_kind == "sqlite" and workers > 1:
@@ -577,45 +503,21 @@ def grade(course: Path = DEFAULT_COURSE, labs: list[str] | None = None, workers:
     (course / "logs").mkdir(exist_ok=True)
     (course / "gradebook.json").write_text(json.dumps({"db": db_kind}))
     if todo:
+        from tools.pipeline import autograde
+
+        def record(run) -> None:  # called as each result arrives: what makes `grade` resumable
+            status = "graded" if run.success else f"not graded: {run.error}"
+            outcomes[(run.student, run.lab)] = Outcome(run.student, run.lab, status, run.seconds, run.worker)
+            state = {"status": status, "seconds": run.seconds, "db": db_kind, "worker": run.worker,
+                     "fingerprint": _fingerprint(course, run.lab, run.student)}
+            path = _state_path(course, run.lab, run.student)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state))
+            tmp.replace(path)
+
         with gradebook_url(course, db_kind) as url:
-            _ensure_assignments(course, url, sorted({lab for _, lab in todo}))
-            student_shares = shares([student for student, _ in todo], min(workers, len(todo)))
-            ctx = mp.get_context("spawn")
-            queue = ctx.Queue()
-            procs = []
-            for i, share in enumerate(student_shares):
-                members = set(share)
-                items = [(student, lab) for student, lab in todo if student in members]
-                p = ctx.Process(target=_worker, args=(str(course), url, db_kind, items, i, len(student_shares), queue), daemon=False)
-                p.start()
-                procs.append((p, items))
-            running = len(procs)
-            bar = tqdm(total=len(todo), desc=f"autograde ({len(procs)} worker{'s' * (len(procs) > 1)}, {db_kind})",
-                       unit="nb", disable=not progress, file=sys.stderr)
-            try:
-                while running:
-                    try:
-                        msg = queue.get(timeout=5)
-                    except Exception:  # noqa: BLE001 - queue.Empty: check the workers are alive
-                        if all(not p.is_alive() for p, _ in procs):
-                            break
-                        continue
-                    if msg is None:
-                        running -= 1
-                        continue
-                    outcome = Outcome(**msg)
-                    outcomes[(outcome.student, outcome.lab)] = outcome
-                    bar.update(1)
-            finally:
-                bar.close()
-                for p, _ in procs:
-                    p.join(timeout=30)
-                    if p.is_alive():
-                        p.terminate()
-            for p, items in procs:
-                for student, lab in items:
-                    if (student, lab) not in outcomes:
-                        outcomes[(student, lab)] = Outcome(student, lab, f"not graded: worker died (exit {p.exitcode})")
+            autograde(course, todo, verbose=progress, workers=min(workers, len(todo)), db_url=url, on_run=record)
     return [outcomes[(s.student, s.lab)] for s in entries]
 
 

@@ -5,7 +5,8 @@ process, so nbgrader's start-up is paid once, not once per student and command.
 
     python -m tools.pipeline demo        # everything below, then the solutions site
     python -m tools.pipeline release     # source/ -> release/ (reference files kept out)
-    python -m tools.pipeline autograde   # submitted/ -> autograded/ + gradebook.db
+    python -m tools.pipeline autograde   # submitted/ -> autograded/ + gradebook, integrity check
+    python -m tools.pipeline autograde --workers 8   # the same in 8 processes (PostgreSQL gradebook)
     python -m tools.pipeline report      # feedback/ HTML, grades.csv, score table
 
 A submission that cannot be graded (broken JSON, dead kernel, ...) is reported in the table
@@ -21,7 +22,8 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -47,6 +49,24 @@ def _ensure_venv_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
+def _load_config(root: Path):  # -> traitlets Config
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = Config()
+    config.merge(PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config())
+    return config
+
+
+def gradebook_db_url(root: Path = ROOT, config=None) -> str:
+    """The gradebook's SQLAlchemy URL: ``c.CourseDirectory.db_url`` of ``root/nbgrader_config.py``
+    when it is set there (PostgreSQL, for grading with several workers), else SQLite
+    ``root/gradebook.db``. nbgrader's own commands and the formgrader read the same setting."""
+    config = _load_config(root) if config is None else config
+    configured = config.CourseDirectory.get("db_url")
+    return str(configured) if configured else "sqlite:///" + str(Path(root) / "gradebook.db")
+
+
 def make_api(root: Path = ROOT, for_release: bool = False, timeout: int | None = None,
              sandbox: bool | None = None):  # -> NbGraderAPI
     """An NbGraderAPI configured by ``root/nbgrader_config.py``.
@@ -61,17 +81,14 @@ def make_api(root: Path = ROOT, for_release: bool = False, timeout: int | None =
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
-    from traitlets.config import Config
-    from traitlets.config.loader import PyFileConfigLoader
 
     from tools import sandbox as sandbox_tool
 
     _ensure_venv_on_path()
     _quiet()
-    config = Config()
-    config.merge(PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config())
+    config = _load_config(root)
     config.CourseDirectory.root = str(root)
-    config.CourseDirectory.db_url = "sqlite:///" + str(root / "gradebook.db")
+    config.CourseDirectory.db_url = gradebook_db_url(root, config)
     if for_release:
         config.CourseDirectory.ignore = list(config.CourseDirectory.ignore) + list(REFERENCE_DIRS)
     elif sandbox_tool.enabled() if sandbox is None else sandbox:
@@ -110,6 +127,7 @@ class GradeRun:
     success: bool
     seconds: float
     error: str = ""
+    worker: int = 0  # which worker process graded it (0 when grading serially)
 
 
 def submissions(root: Path = ROOT) -> list[tuple[str, str]]:
@@ -142,30 +160,194 @@ def _short_error(result: dict) -> str:
     return lines[-1][:200] if lines else "unknown error"
 
 
-def autograde(root: Path = ROOT, pairs: list[tuple[str, str]] | None = None,
-              verbose: bool = True, timeout: int | None = None,
-              sandbox: bool | None = None) -> list[GradeRun]:
-    """Autograde submissions one by one in this process; a failure never stops the batch.
-
-    ``timeout`` overrides the per-cell time limit of nbgrader_config.py (seconds).
-    ``sandbox``: see make_api (None = on where bwrap works, unless KVCOURSE_SANDBOX=0)."""
-    api = make_api(root, timeout=timeout, sandbox=sandbox)
-    pairs = submissions(root) if pairs is None else pairs
-    runs = []
-    for i, (student, lab) in enumerate(pairs, 1):
-        start = time.perf_counter()
+def _grade_one(api, root: Path, student: str, lab: str) -> GradeRun:
+    """nbgrader's autograde of one submission; any failure becomes a GradeRun, never an exception."""
+    start = time.perf_counter()
+    if not (Path(root) / "submitted" / student / lab / f"{lab}.ipynb").exists():
+        result = {"success": False, "error": f"no {lab}.ipynb in the submission (no notebook to grade)"}
+    else:
         try:
             result = api.autograde(lab, student, force=True, create=True)
         except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the batch
             result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
-        seconds = time.perf_counter() - start
-        run = GradeRun(student, lab, bool(result["success"]), seconds,
-                       "" if result["success"] else _short_error(result))
-        runs.append(run)
-        if verbose:
-            status = "ok" if run.success else f"FAILED ({run.error})"
-            print(f"  [{i}/{len(pairs)}] autograde {lab} / {student}: {seconds:.1f} s, {status}", flush=True)
+    return GradeRun(student, lab, bool(result["success"]), time.perf_counter() - start,
+                    "" if result["success"] else _short_error(result))
+
+
+def autograde(root: Path = ROOT, pairs: list[tuple[str, str]] | None = None,
+              verbose: bool = True, timeout: int | None = None,
+              sandbox: bool | None = None, workers: int = 1, db_url: str | None = None,
+              on_run: Callable[[GradeRun], None] | None = None) -> list[GradeRun]:
+    """Autograde submissions with nbgrader's API; a failure never stops the batch.
+
+    One worker grades in this process, one submission after the other. ``workers`` > 1 starts
+    that many processes on disjoint shares of the students, each running nbgrader over its whole
+    share; they write to one gradebook at once, which SQLite does not support (nbgrader's FAQ),
+    so the gradebook must be PostgreSQL (``c.CourseDirectory.db_url`` in nbgrader_config.py, or
+    ``db_url``); a SQLite URL raises ValueError. Returns one GradeRun per pair, in order.
+
+    ``timeout`` overrides the per-cell time limit of nbgrader_config.py (seconds).
+    ``sandbox``: see make_api (None = on where bwrap works, unless KVCOURSE_SANDBOX=0).
+    ``on_run`` is called in this process with each GradeRun as soon as it is known.
+    """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    pairs = submissions(root) if pairs is None else list(pairs)
+    url = db_url or gradebook_db_url(root)
+    ensure_assignments(root, url, sorted({lab for _, lab in pairs}))
+    if workers > 1 and len(pairs) > 1:
+        if url.startswith("sqlite"):
+            raise ValueError(
+                f"{workers} workers cannot share the SQLite gradebook {url} (SQLite is not safe for "
+                "concurrent writers): set c.CourseDirectory.db_url to a PostgreSQL URL in "
+                "nbgrader_config.py (README: 'Grading in parallel'), or grade with one worker")
+        runs = _autograde_parallel(root, pairs, workers, url, verbose, timeout, sandbox, on_run)
+    else:
+        api = make_api(root, timeout=timeout, sandbox=sandbox)
+        api.coursedir.db_url = url
+        runs = []
+        for i, (student, lab) in enumerate(pairs, 1):
+            run = _grade_one(api, root, student, lab)
+            runs.append(run)
+            if on_run is not None:
+                on_run(run)
+            if verbose:
+                status = "ok" if run.success else f"FAILED ({run.error})"
+                print(f"  [{i}/{len(pairs)}] autograde {lab} / {student}: {run.seconds:.1f} s, {status}",
+                      flush=True)
+    _save_runs(root, runs)
     return runs
+
+
+def _save_runs(root: Path, runs: list[GradeRun]) -> None:
+    """autograde_runs.json: the latest outcome per "student/lab", for a later ``report``
+    (nbgrader leaves a gradebook entry even for a notebook it could not grade)."""
+    path = Path(root) / "autograde_runs.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    for run in runs:
+        saved[f"{run.student}/{run.lab}"] = asdict(run)
+    path.write_text(json.dumps(saved, indent=1, sort_keys=True))
+
+
+def saved_runs(root: Path = ROOT) -> list[GradeRun]:
+    """The latest autograde outcome of every submission graded in ``root`` (autograde_runs.json)."""
+    path = Path(root) / "autograde_runs.json"
+    return [GradeRun(**v) for v in json.loads(path.read_text()).values()] if path.exists() else []
+
+
+def worker_shares(students: list[str], workers: int) -> list[list[str]]:
+    """Split students into ``workers`` disjoint shares of nearly equal size (sorted, round robin)."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    ordered = sorted(dict.fromkeys(students))
+    return [ordered[i::workers] for i in range(workers)]
+
+
+def _autograde_worker(root: str, url: str, items: list[tuple[str, str]], index: int, n_workers: int,
+                      timeout: int | None, sandbox: bool | None, queue) -> None:
+    """One worker process: nbgrader's API over its share of (student, lab) pairs."""
+    root_path = Path(root)
+    (root_path / "logs").mkdir(exist_ok=True)
+    log = open(root_path / "logs" / f"autograde-worker-{index}.log", "a")  # noqa: SIM115 - lives with the process
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    os.chdir(root_path)
+    # Kernels inherit this: workers x threads should not exceed the cores (torch and NumPy
+    # otherwise start one thread per core in every kernel and fight over the cores).
+    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+    api = make_api(root_path, timeout=timeout, sandbox=sandbox)
+    api.coursedir.db_url = url
+    for student, lab in items:
+        run = _grade_one(api, root_path, student, lab)
+        run.worker = index
+        queue.put(("run", index, asdict(run)))
+        print(f"[worker {index}] {lab} / {student}: {'ok' if run.success else run.error} ({run.seconds:.1f} s)",
+              flush=True)
+    queue.put(("done", index, None))
+
+
+def _autograde_parallel(root: Path, pairs: list[tuple[str, str]], workers: int, url: str, verbose: bool,
+                        timeout: int | None, sandbox: bool | None,
+                        on_run: Callable[[GradeRun], None] | None) -> list[GradeRun]:
+    import multiprocessing as mp
+    import queue as queue_module
+
+    from tqdm import tqdm
+
+    root = Path(root).resolve()
+    shares = [s for s in worker_shares([student for student, _ in pairs], workers) if s]
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited nbgrader or kernel state
+    results: dict[tuple[str, str], GradeRun] = {}
+    queue = ctx.Queue()
+    procs = []
+    for index, share in enumerate(shares):
+        members = set(share)
+        items = [(student, lab) for student, lab in pairs if student in members]
+        proc = ctx.Process(target=_autograde_worker,
+                           args=(str(root), url, items, index, len(shares), timeout, sandbox, queue))
+        proc.start()
+        procs.append((proc, items))
+    running = len(procs)
+    bar = tqdm(total=len(pairs), desc=f"autograde ({len(procs)} workers)", unit="nb", disable=not verbose,
+               file=sys.stderr)
+    try:
+        while running:
+            try:
+                kind, _, payload = queue.get(timeout=5)
+            except queue_module.Empty:
+                if all(not proc.is_alive() for proc, _ in procs):
+                    break
+                continue
+            if kind == "done":
+                running -= 1
+                continue
+            run = GradeRun(**payload)
+            results[(run.student, run.lab)] = run
+            bar.update(1)
+            if on_run is not None:
+                on_run(run)
+            if verbose and not run.success:
+                bar.write(f"  autograde {run.lab} / {run.student}: FAILED ({run.error})")
+    finally:
+        bar.close()
+        for proc, _ in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
+    for proc, items in procs:
+        for student, lab in items:
+            if (student, lab) not in results:
+                run = GradeRun(student, lab, False, 0.0, f"worker died (exit {proc.exitcode}) before grading it",
+                               worker=procs.index((proc, items)))
+                results[(student, lab)] = run
+                if on_run is not None:
+                    on_run(run)
+    return [results[pair] for pair in pairs]
+
+
+def ensure_assignments(root: Path, url: str, labs: list[str]) -> None:
+    """Put the labs (notebooks, grade cells) into the gradebook at ``url`` if they are not there,
+    as ``generate_assignment`` does on release (a new PostgreSQL gradebook starts empty)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    _ensure_venv_on_path()  # a new gradebook runs `alembic` from PATH
+    with Gradebook(url) as gb:
+        missing = []
+        for lab in labs:
+            try:
+                gb.find_assignment(lab)
+            except MissingEntry:
+                missing.append(lab)
+    if not missing:
+        return
+    api = make_api(root, for_release=True)
+    api.coursedir.db_url = url
+    for lab in missing:
+        result = api.generate_assignment(lab, force=True, create=True)
+        if not result["success"]:
+            raise RuntimeError(f"generate_assignment {lab} into {url} failed:\n{result.get('log')}")
 
 
 _NOT_GRADED_HTML = """<!DOCTYPE html>
@@ -253,23 +435,40 @@ def named_mistakes(notebook_path: Path) -> dict[str, str]:
     return out
 
 
-def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True) -> dict[tuple[str, str], object]:
+def _second_opinion_job(submitted: str, source: str, n_workers: int) -> dict[str, bool]:
+    """integrity.second_opinion in a pool process (kernels get their share of the cores)."""
+    from tools import integrity
+
+    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+    return integrity.second_opinion(Path(submitted), Path(source))
+
+
+def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
+                    workers: int = 1) -> dict[tuple[str, str], object]:
     """Scan and second opinion (tools/integrity.py) for every graded submission.
 
     Tests that nbgrader passed but the second opinion failed get a manual score of 0 in the
     gradebook; a tamper finding holds all the submission's autograded points (manual score 0
-    on every autograded test) for the instructor to review in the formgrader.
+    on every autograded test) for the instructor to review in the formgrader. The second
+    opinions (one kernel each) run in ``workers`` processes; the gradebook is written from this
+    process only. Verdicts are also kept in ``integrity_verdicts.json`` for a later ``report``.
     """
+    from concurrent.futures import ProcessPoolExecutor
+
     from nbgrader.api import Gradebook, MissingEntry
 
     from tools import integrity
 
-    verdicts: dict[tuple[str, str], object] = {}
     # the holds this check placed, so that a re-run can lift them (nbgrader keeps manual scores
     # across re-grading, and an instructor's own manual scores must not be touched)
     ledger_path = root / "integrity_holds.json"
     ledger = set(map(tuple, json.loads(ledger_path.read_text()))) if ledger_path.exists() else set()
-    with Gradebook("sqlite:///" + str(root / "gradebook.db")) as gb:
+    url = gradebook_db_url(root)
+    # 1. static scan, and which submissions need a second opinion (nbgrader passed a test)
+    checks = []  # (run, findings, passed_by_nbgrader)
+    with Gradebook(url) as gb:
         for run in runs:
             if not run.success:
                 continue
@@ -281,15 +480,31 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True) -> d
             except (MissingEntry, OSError, nbformat.reader.NotJSONError):
                 continue
             findings = integrity.scan(submission, nbformat.read(source_path, as_version=4))
-            passed_by_nbgrader = {g.name: (g.auto_score or 0) >= g.max_score for g in nb.grades
-                                  if g.cell_type == "code" and g.max_score}
-            disagreements = []
-            if any(passed_by_nbgrader.values()):
-                second = integrity.second_opinion(submitted, source_path)
-                disagreements = sorted(t for t, ok in passed_by_nbgrader.items() if ok and not second.get(t, False))
+            passed = {g.name: (g.auto_score or 0) >= g.max_score for g in nb.grades
+                      if g.cell_type == "code" and g.max_score}
+            checks.append((run, findings, passed))
+    # 2. second opinions, each in a fresh kernel
+    jobs = {(run.student, run.lab): (str(root / "submitted" / run.student / run.lab / f"{run.lab}.ipynb"),
+                                     str(root / "source" / run.lab / f"{run.lab}.ipynb"))
+            for run, _, passed in checks if any(passed.values())}
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+            futures = {key: pool.submit(_second_opinion_job, *paths, workers) for key, paths in jobs.items()}
+            second = {key: future.result() for key, future in futures.items()}
+    else:
+        second = {key: integrity.second_opinion(Path(sub), Path(src)) for key, (sub, src) in jobs.items()}
+    # 3. verdicts into the gradebook (holds placed or lifted)
+    verdicts: dict[tuple[str, str], object] = {}
+    with Gradebook(url) as gb:
+        for run, findings, passed in checks:
+            opinion = second.get((run.student, run.lab), {})
+            disagreements = sorted(t for t, ok in passed.items() if ok and not opinion.get(t, False))
             verdict = integrity.Verdict(findings, disagreements)
             verdicts[(run.student, run.lab)] = verdict
             tamper = any(f.severity == integrity.TAMPER for f in findings)
+            nb = gb.find_submission_notebook(run.lab, run.lab, run.student)
             for grade in nb.grades:
                 if grade.cell_type != "code":
                     continue
@@ -306,7 +521,28 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True) -> d
                 print(f"  integrity {run.lab} / {run.student}: {'HELD' if verdict.held else 'noted'}: "
                       f"{verdict.summary()}", flush=True)
     ledger_path.write_text(json.dumps(sorted(ledger), indent=0))
+    _save_verdicts(root, runs, verdicts)
     return verdicts
+
+
+def _save_verdicts(root: Path, runs: list[GradeRun], verdicts: dict) -> None:
+    """integrity_verdicts.json: "student/lab" -> {"held", "summary"} of the latest check."""
+    path = root / "integrity_verdicts.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    for run in runs:
+        saved.pop(f"{run.student}/{run.lab}", None)
+    for (student, lab), verdict in verdicts.items():
+        if verdict.findings or verdict.disagreements:
+            saved[f"{student}/{lab}"] = {"held": verdict.held, "summary": verdict.summary()}
+    path.write_text(json.dumps(saved, indent=1, sort_keys=True))
+
+
+def saved_verdicts(root: Path = ROOT) -> dict[tuple[str, str], tuple[bool, str]]:
+    """(student, lab) -> (held, summary) from the latest integrity check (integrity_verdicts.json)."""
+    path = root / "integrity_verdicts.json"
+    if not path.exists():
+        return {}
+    return {tuple(key.split("/", 1)): (v["held"], v["summary"]) for key, v in json.loads(path.read_text()).items()}
 
 
 @dataclass
@@ -332,13 +568,18 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                    verdicts: dict | None = None) -> list[GradeRow]:
     """Scores per (student, lab) from the gradebook, with the named mistakes of failed tests.
 
-    Scores include manual overrides (the integrity check's withheld points among them)."""
+    Scores include manual overrides (the integrity check's withheld points among them).
+    ``runs``, ``verdicts``: those of this session's autograde and integrity check; None reads
+    the latest ones saved in the course folder (autograde_runs.json, integrity_verdicts.json)."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    timing = {(r.student, r.lab): r for r in runs or []}
-    verdicts = verdicts or {}
+    timing = {(r.student, r.lab): r for r in (saved_runs(root) if runs is None else runs)}
+    if verdicts is None:  # those of the latest integrity check, as saved by check_integrity
+        notes = saved_verdicts(root)
+    else:
+        notes = {key: (v.held, v.summary()) for key, v in verdicts.items() if v.findings or v.disagreements}
     rows = []
-    with Gradebook("sqlite:///" + str(root / "gradebook.db")) as gb:
+    with Gradebook(gradebook_db_url(root)) as gb:
         for student, lab in submissions(root):
             run = timing.get((student, lab))
             row = GradeRow(student, lab, "graded", seconds=run.seconds if run else 0.0)
@@ -364,9 +605,9 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                     else:
                         row.manual_max += d["max_score"]
                 row.failed_tests = named_mistakes(root / "autograded" / student / lab / f"{lab}.ipynb")
-                verdict = verdicts.get((student, lab))
-                if verdict is not None and (verdict.findings or verdict.disagreements):
-                    row.integrity = ("HELD for review: " if verdict.held else "note: ") + verdict.summary()
+                if (student, lab) in notes:
+                    held, summary = notes[(student, lab)]
+                    row.integrity = ("HELD for review: " if held else "note: ") + summary
             else:
                 # still report the points the lab is worth
                 try:
@@ -472,7 +713,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-site", action="store_true", help="demo: skip building the solutions site")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="grade without the bwrap sandbox (same as KVCOURSE_SANDBOX=0)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="autograde: processes grading disjoint students at once (more than 1 needs a "
+                             "PostgreSQL gradebook in nbgrader_config.py; default 1)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.no_sandbox:
         os.environ["KVCOURSE_SANDBOX"] = "0"
     os.chdir(ROOT)
@@ -484,7 +730,19 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "samples":
         write_samples(ROOT)
     elif args.command == "autograde":
-        autograde(ROOT)
+        print(sandbox_status())
+        try:
+            runs = autograde(ROOT, workers=args.workers)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        failed = [r for r in runs if not r.success]
+        print(f"{len(runs)} submissions autograded into {gradebook_db_url(ROOT)}, {len(failed)} not graded")
+        verdicts = check_integrity(ROOT, runs, workers=args.workers)
+        print(f"integrity: {len(verdicts)} graded submissions checked, "
+              f"{sum(v.held for v in verdicts.values())} held for review (`make report` writes feedback and grades)")
+        for run in failed:
+            write_failure_feedback(ROOT, run)
     elif args.command == "report":
         report(ROOT)
     return 0
