@@ -99,4 +99,4 @@ exchange: $(STAMP)
 
 clean:
 	-$(RUN) -m tools.classroom clean
-	rm -rf autograded/*/ feedback/ build/ logs/ gradebook.db grades.csv integrity_holds.json integrity_verdicts.json autograde_runs.json
+	rm -rf autograded/*/ feedback/ build/ logs/ gradebook.db grades.csv report.html integrity_holds.json integrity_verdicts.json autograde_runs.json

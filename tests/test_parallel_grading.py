@@ -10,6 +10,7 @@ serial SQLite run (the session's ``graded_course``). Real nbgrader and a real Po
 
 from __future__ import annotations
 
+import html
 import shutil
 
 import pytest
@@ -85,3 +86,35 @@ def test_workers_refuse_a_sqlite_gradebook(graded_course):
                            verbose=False, workers=2)
     with pytest.raises(ValueError, match="workers must be"):
         pipeline.autograde(root, [], verbose=False, workers=0)
+
+
+def test_class_report_content(parallel_course):
+    root, _, _, rows = parallel_course
+    text = (root / "report.html").read_text()
+    assert text.count("src='data:image/png;base64,") == 2 * len({lab for _, lab in rows})
+    mistakes = text.split("id='mistakes'")[1].split("id='integrity'")[0]
+    assert "not answered (NotImplementedError)" in mistakes
+    named = [m for r in rows.values() if r.student == "mistakes" for m in r.failed_tests.values()]
+    assert named and all(html.escape(m) in mistakes for m in named), named
+    held = text.split("id='integrity'")[1].split("id='problems'")[0]
+    assert "(2 held for review)" in held and all(f"<td>{s}</td>" in held for s in TAMPERED)
+    assert "<td>broken-invalid-json</td>" in text.split("id='problems'")[1]
+
+
+def test_class_report_in_a_browser(parallel_course, browser):
+    """The report opens in Chromium: every figure decodes, nothing errors or leaves the machine."""
+    from tools import browser as B
+
+    root, _, _, _ = parallel_course
+    with B.serve_directory(root) as base:
+        context = browser.new_context(viewport=B.VIEWPORT)
+        page = context.new_page()
+        watch = B.PageWatch().attach(page)
+        page.goto(f"{base}report.html", wait_until="load")
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        headings = page.eval_on_selector_all("h2", "hs => hs.map(h => h.innerText)")
+        B.screenshot(page, "class-report")
+        context.close()
+    assert widths and all(w > 0 for w in widths), widths
+    assert "Most common mistakes" in headings and any(h.startswith("Integrity check") for h in headings)
+    assert watch.problems() == []

@@ -39,19 +39,16 @@ worker that dies takes only its unfinished share with it, and the next ``grade``
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
 import contextlib
 import datetime as dt
 import hashlib
 import html
-import io
 import json
 import os
 import pwd
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,8 +56,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import nbformat
-
+from tools import class_report
+from tools.class_report import ReportRow, test_points
 from tools.samples import ROOT, available_labs, load_variants, write_submission
 
 #: Default course folder of the synthetic class.
@@ -93,17 +90,6 @@ def setup_course(course: Path, root: Path = ROOT) -> Path:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
-
-
-def test_points(course: Path, lab: str) -> dict[str, float]:
-    """Autograded test cells of the source notebook: grade_id -> points."""
-    nb = nbformat.read(course / "source" / lab / f"{lab}.ipynb", as_version=4)
-    out = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade"):
-            out[meta["grade_id"]] = float(meta.get("points", 0))
-    return out
 
 
 def variant_pool(lab: str) -> list[str]:
@@ -603,45 +589,6 @@ def mismatches(rows: list[Result]) -> list[str]:
 # ----------------------------------------------------------------------------- report
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _figures(lab: str, rows: list[Result], points: dict[str, float]) -> tuple[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    graded = [r for r in rows if r.status == "graded"]
-    max_score = rows[0].max_score if rows else 0
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    pct = [100.0 * r.score / max_score if max_score else 0.0 for r in graded]
-    ax.hist(pct, bins=list(range(0, 105, 5)), color="#4477aa", edgecolor="white")
-    ax.set_xlabel("autograded score (% of points)")
-    ax.set_ylabel("students")
-    ax.set_title(f"{lab}: score distribution ({len(graded)} graded)")
-    total = _png(fig)
-
-    gids = list(points)
-    full = [sum(r.cells.get(g, 0.0) >= points[g] for r in graded) for g in gids]
-    lost = [len(graded) - f for f in full]
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(gids) + 1.2))
-    ax.barh(gids, full, color="#228833", label="full points")
-    ax.barh(gids, lost, left=full, color="#cc3311", label="lost points")
-    ax.invert_yaxis()
-    ax.set_xlabel("students")
-    ax.set_title(f"{lab}: result per graded test cell")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 / max(1, len(gids)) - 0.08), ncol=2, fontsize=8)
-    cells = _png(fig)
-    return total, cells
-
-
 def write_csv(rows: list[Result], path: Path) -> None:
     """grades.csv: one row per student and lab."""
     import csv
@@ -657,59 +604,17 @@ def write_csv(rows: list[Result], path: Path) -> None:
                         "; ".join(f"{k}: {v}" for k, v in sorted(r.mistakes.items()))])
 
 
-def top_mistakes(rows: list[Result], limit: int = 15) -> list[tuple[int, str, str, str]]:
-    """(count, lab, test, mistake) most common across the class."""
-    counter = collections.Counter((r.lab, test, text) for r in rows for test, text in r.mistakes.items())
-    return [(n, lab, test, text) for (lab, test, text), n in counter.most_common(limit)]
-
-
 def write_html(course: Path, rows: list[Result], path: Path) -> None:
-    """The class report: distributions (embedded PNG), top mistakes, missing/broken work."""
+    """The class report (tools/class_report.py) with the check against the expected scores."""
     e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Class report</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
-             "th{background:#eee}img{max-width:100%}</style></head><body>",
-             "<h1>Class report</h1>",
-             f"<p>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from <code>{e(str(course))}</code>. "
-             "Scores are autograded points only; written answers are graded by hand in the formgrader.</p>"]
-    labs = list(dict.fromkeys(r.lab for r in rows))
-    parts.append("<h2>Summary</h2><table><tr><th>lab</th><th>students</th><th>graded</th><th>not graded</th>"
-                 "<th>missing</th><th>mean %</th><th>median %</th><th>full marks</th></tr>")
-    for lab in labs:
-        lr = [r for r in rows if r.lab == lab]
-        g = [100.0 * r.score / r.max_score for r in lr if r.status == "graded" and r.max_score]
-        parts.append(f"<tr><td>{e(lab)}</td><td>{len(lr)}</td><td>{len(g)}</td>"
-                     f"<td>{sum(r.status.startswith('not graded') for r in lr)}</td>"
-                     f"<td>{sum(r.status == 'missing' for r in lr)}</td>"
-                     f"<td>{statistics.mean(g) if g else 0:.1f}</td><td>{statistics.median(g) if g else 0:.1f}</td>"
-                     f"<td>{sum(x >= 100.0 - 1e-9 for x in g)}</td></tr>")
-    parts.append("</table>")
-    for lab in labs:
-        lr = [r for r in rows if r.lab == lab]
-        total, cells = _figures(lab, lr, test_points(course, lab))
-        parts.append(f"<h2>{e(lab)}</h2><h3>Score distribution</h3><img alt='score distribution of {e(lab)}' "
-                     f"src='{total}'><h3>Per graded cell</h3><img alt='per-cell results of {e(lab)}' src='{cells}'>")
-    parts.append("<h2 id='mistakes'>Most common mistakes</h2><table><tr><th>students</th><th>lab</th>"
-                 "<th>test</th><th>named mistake (feedback the student read)</th></tr>")
-    for n, lab, test, text in top_mistakes(rows):
-        parts.append(f"<tr><td>{n}</td><td>{e(lab)}</td><td>{e(test)}</td><td>{e(text)}</td></tr>")
-    parts.append("</table>")
-    bad = [r for r in rows if r.status != "graded"]
-    parts.append(f"<h2 id='problems'>Missing or broken submissions ({len(bad)})</h2><table><tr><th>student</th>"
-                 "<th>lab</th><th>status</th></tr>")
-    for r in bad:
-        parts.append(f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td><td>{e(r.status)}</td></tr>")
-    parts.append("</table>")
     wrong = mismatches(rows)
-    parts.append(f"<h2>Check against the synthetic class's expected scores</h2><p>{len(rows) - len(wrong)} of "
-                 f"{len(rows)} as expected.</p>")
+    extra = (f"<h2>Check against the synthetic class's expected scores</h2><p>{len(rows) - len(wrong)} of "
+             f"{len(rows)} as expected.</p>")
     if wrong:
-        parts.append("<ul>" + "".join(f"<li>{e(w)}</li>" for w in wrong) + "</ul>")
-    parts.append("<h2>Feedback</h2><p>Per-student feedback (hidden tests removed): "
-                 "<code>feedback/&lt;student&gt;/&lt;lab&gt;/&lt;lab&gt;.html</code> in the course folder.</p>")
-    parts.append("</body></html>")
-    path.write_text("\n".join(parts))
+        extra += "<ul>" + "".join(f"<li>{e(w)}</li>" for w in wrong) + "</ul>"
+    report_rows = [ReportRow(r.student, r.lab, r.status == "graded", r.status, r.score, r.max_score,
+                             dict(r.cells), dict(r.mistakes)) for r in rows]
+    class_report.write_html(path, course, report_rows, extra)
 
 
 def report(course: Path = DEFAULT_COURSE, feedback: bool = True, verbose: bool = True) -> list[Result]:

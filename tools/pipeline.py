@@ -558,6 +558,7 @@ class GradeRow:
     seconds: float = 0.0
     failed_tests: dict[str, str] = field(default_factory=dict)
     integrity: str = ""
+    cells: dict[str, float] = field(default_factory=dict)  # test grade_id -> points (manual overrides win)
 
     @property
     def percent(self) -> float:
@@ -602,6 +603,7 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                         row.auto_max += d["max_score"]
                         score = d["manual_score"] if d["manual_score"] is not None else d["auto_score"]
                         row.auto_score += score or 0.0
+                        row.cells[d["name"]] = float(score or 0.0)
                     else:
                         row.manual_max += d["max_score"]
                 row.failed_tests = named_mistakes(root / "autograded" / student / lab / f"{lab}.ipynb")
@@ -653,20 +655,31 @@ def format_table(rows: list[GradeRow]) -> str:
     return "\n".join(lines)
 
 
+def write_class_report(root: Path, rows: list[GradeRow]) -> Path:
+    """report.html (tools/class_report.py): distributions, common mistakes, holds, broken work."""
+    from tools.class_report import ReportRow, write_html
+
+    report_rows = [ReportRow(r.student, r.lab, r.status.startswith("graded"), r.status, r.auto_score, r.auto_max,
+                             dict(r.cells), dict(r.failed_tests), r.integrity) for r in rows]
+    return write_html(root / "report.html", root, report_rows)
+
+
 def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
            verdicts: dict | None = None) -> list[GradeRow]:
-    """Feedback HTML, grades.csv and the score table."""
+    """Feedback HTML, grades.csv, the class report (report.html) and the score table."""
     feedback(root)
     for run in runs or []:
         if not run.success:
             write_failure_feedback(root, run)
     rows = collect_grades(root, runs, verdicts)
     write_csv(rows, root / "grades.csv")
+    write_class_report(root, rows)
     print(format_table(rows))
     print("\n'manual' = points of written answers, graded by hand in the formgrader.")
     if "WARNING" in sandbox_status():
         print(sandbox_status())
-    print(f"grades: {(root / 'grades.csv').relative_to(root)}; feedback: feedback/<student>/<lab>/<lab>.html")
+    print(f"grades: {(root / 'grades.csv').relative_to(root)}; class report: report.html; "
+          "feedback: feedback/<student>/<lab>/<lab>.html")
     return rows
 
 

@@ -1,0 +1,152 @@
+"""The class report: one HTML page an instructor reads the morning after the deadline.
+
+For every lab: how many students were graded, not graded or missing, mean and median score,
+the score distribution and the result of every graded test cell (matplotlib figures embedded
+as PNG, so the page is a single file that opens anywhere), then the most common named mistakes
+across the class (the feedback sentence the students read), the submissions held by the
+integrity check, and the missing or broken ones.
+
+``tools.pipeline.report`` writes it for the course (``report.html`` beside ``grades.csv``);
+``tools.classroom.report`` for a synthetic class, with a section checking every grade against
+its expected score.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime as dt
+import html
+import io
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+
+@dataclass
+class ReportRow:
+    """One student's result for one lab, as the report shows it."""
+
+    student: str
+    lab: str
+    graded: bool  # False: not graded (broken) or missing; ``status`` says which and why
+    status: str
+    score: float | None  # autograded points, manual overrides (integrity holds) included
+    max_score: float
+    cells: dict[str, float] = field(default_factory=dict)  # test grade_id -> points
+    mistakes: dict[str, str] = field(default_factory=dict)  # test grade_id -> named mistake
+    integrity: str = ""  # "HELD for review: ..." or "note: ..." or ""
+
+
+def test_points(course: Path, lab: str) -> dict[str, float]:
+    """Autograded test cells of the source notebook: grade_id -> points."""
+    nb = nbformat.read(Path(course) / "source" / lab / f"{lab}.ipynb", as_version=4)
+    out = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade"):
+            out[meta["grade_id"]] = float(meta.get("points", 0))
+    return out
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def figures(lab: str, rows: list[ReportRow], points: dict[str, float]) -> tuple[str, str]:
+    """(score distribution, per-test-cell results) of one lab, as PNG data URLs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graded = [r for r in rows if r.graded]
+    max_score = sum(points.values())
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    pct = [100.0 * (r.score or 0.0) / max_score if max_score else 0.0 for r in graded]
+    ax.hist(pct, bins=list(range(0, 105, 5)), color="#4477aa", edgecolor="white")
+    ax.set_xlabel(f"autograded score (% of {max_score:g} points)")
+    ax.set_ylabel("students")
+    ax.set_title(f"{lab}: score distribution ({len(graded)} graded)")
+    total = _png(fig)
+
+    gids = list(points)
+    full = [sum(r.cells.get(g, 0.0) >= points[g] for r in graded) for g in gids]
+    lost = [len(graded) - f for f in full]
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(gids) + 1.2))
+    ax.barh(gids, full, color="#228833", label="full points")
+    ax.barh(gids, lost, left=full, color="#cc3311", label="lost points")
+    ax.invert_yaxis()
+    ax.set_xlabel("students")
+    ax.set_title(f"{lab}: result per graded test cell")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 / max(1, len(gids)) - 0.08), ncol=2, fontsize=8)
+    cells = _png(fig)
+    return total, cells
+
+
+def top_mistakes(rows: list[ReportRow], limit: int = 15) -> list[tuple[int, str, str, str]]:
+    """(students, lab, test, mistake), most common first."""
+    counter = collections.Counter((r.lab, test, text) for r in rows for test, text in r.mistakes.items())
+    return [(n, lab, test, text) for (lab, test, text), n in counter.most_common(limit)]
+
+
+def write_html(path: Path, course: Path, rows: list[ReportRow], extra_html: str = "") -> Path:
+    """Write the class report to ``path``; ``extra_html`` goes before the feedback note."""
+    e = html.escape
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Class report</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
+             "th{background:#eee}img{max-width:100%}</style></head><body>",
+             "<h1>Class report</h1>",
+             f"<p>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from <code>{e(str(course))}</code>. "
+             "Scores are autograded points (points withheld by the integrity check included); written "
+             "answers are graded by hand in the formgrader.</p>"]
+    labs = list(dict.fromkeys(r.lab for r in rows))
+    parts.append("<h2>Summary</h2><table><tr><th>lab</th><th>students</th><th>graded</th><th>not graded</th>"
+                 "<th>missing</th><th>held</th><th>mean %</th><th>median %</th><th>full marks</th></tr>")
+    for lab in labs:
+        lr = [r for r in rows if r.lab == lab]
+        g = [100.0 * (r.score or 0.0) / r.max_score for r in lr if r.graded and r.max_score]
+        parts.append(f"<tr><td>{e(lab)}</td><td>{len(lr)}</td><td>{len(g)}</td>"
+                     f"<td>{sum(not r.graded and r.status != 'missing' for r in lr)}</td>"
+                     f"<td>{sum(r.status == 'missing' for r in lr)}</td>"
+                     f"<td>{sum(r.integrity.startswith('HELD') for r in lr)}</td>"
+                     f"<td>{statistics.mean(g) if g else 0:.1f}</td><td>{statistics.median(g) if g else 0:.1f}</td>"
+                     f"<td>{sum(x >= 100.0 - 1e-9 for x in g)}</td></tr>")
+    parts.append("</table>")
+    for lab in labs:
+        lr = [r for r in rows if r.lab == lab]
+        total, cells = figures(lab, lr, test_points(course, lab))
+        parts.append(f"<h2>{e(lab)}</h2><h3>Score distribution</h3><img alt='score distribution of {e(lab)}' "
+                     f"src='{total}'><h3>Per graded cell</h3><img alt='per-cell results of {e(lab)}' src='{cells}'>")
+    parts.append("<h2 id='mistakes'>Most common mistakes</h2><table><tr><th>students</th><th>lab</th>"
+                 "<th>test</th><th>named mistake (feedback the student read)</th></tr>")
+    for n, lab, test, text in top_mistakes(rows):
+        parts.append(f"<tr><td>{n}</td><td>{e(lab)}</td><td>{e(test)}</td><td>{e(text)}</td></tr>")
+    parts.append("</table>")
+    held = [r for r in rows if r.integrity]
+    parts.append(f"<h2 id='integrity'>Integrity check ({sum(r.integrity.startswith('HELD') for r in held)} held "
+                 "for review)</h2><table><tr><th>student</th><th>lab</th><th>verdict</th></tr>")
+    for r in held:
+        parts.append(f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td><td>{e(r.integrity)}</td></tr>")
+    parts.append("</table>")
+    bad = [r for r in rows if not r.graded]
+    parts.append(f"<h2 id='problems'>Missing or broken submissions ({len(bad)})</h2><table><tr><th>student</th>"
+                 "<th>lab</th><th>status</th></tr>")
+    for r in bad:
+        parts.append(f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td><td>{e(r.status)}</td></tr>")
+    parts.append("</table>")
+    parts.append(extra_html)
+    parts.append("<h2>Feedback</h2><p>Per-student feedback (hidden tests removed): "
+                 "<code>feedback/&lt;student&gt;/&lt;lab&gt;/&lt;lab&gt;.html</code> in the course folder.</p>")
+    parts.append("</body></html>")
+    path = Path(path)
+    path.write_text("\n".join(parts))
+    return path
