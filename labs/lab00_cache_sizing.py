@@ -206,8 +206,8 @@ models_table()[["L", "H", "H_kv", "d_h", "d_model", "attention", "dtype", "sourc
 # ### Task 2: the forward table
 #
 # Write `cache_size_table(names, seq_lens)`. For each model name, look up its spec with
-# `model(name)` and use its own dtype (`dtype_bytes(spec.dtype)`; MiniGPT is fp32, the others
-# are 16-bit). Return a `pandas.DataFrame` indexed by model name with these `int` columns:
+# `model(name)` and use its own dtype (`dtype_bytes(spec.dtype)`: MiniGPT is fp32, DeepSeek-V3
+# fp8, the others 16-bit; MLA models are sized with their own formula in Part 5). Return a `pandas.DataFrame` indexed by model name with these `int` columns:
 #
 # * `"per_token"`: bytes per token (one sequence);
 # * one column per sequence length `S` in `seq_lens`, named `f"S={S}"`: bytes for one sequence
@@ -277,8 +277,9 @@ _check_table(cache_size_table(_names, [1, 1000, 131072]), _names, [1, 1000, 1310
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# A quick look: at 32k tokens a single GPT-3-sized MHA sequence needs more memory than any
-# GPU in the hardware table has. The ratio between rows is worth a glance too: Llama-2-70B
+# A quick look: at 32k tokens a single GPT-3-sized MHA sequence needs about 155 GB (144 GiB)
+# of cache, more than an 80 GB H100 or a 141 GB H200 holds; only the 192 GB MI300X could hold it,
+# with nothing left for the weights. The ratio between rows is worth a glance too: Llama-2-70B
 # (MHA) stores $80 \cdot 64$ KV heads per token, 8 times the real Llama-2-70B, which uses GQA
 # (Part 5).
 
@@ -537,17 +538,21 @@ for x in (1, 2, 4, 8, 16, 32):
 
 # %% [markdown]
 # Up to 8 GPUs the batch grows a little faster than the GPU count (the weights are paid once).
-# From 16 GPUs on, each GPU still holds an eighth of every sequence, so the batch per GPU stops
-# growing: past $H_{kv}$, tensor parallelism buys compute, not cache. To serve more sequences,
+# From 16 GPUs on, each GPU still holds an eighth of every sequence (one whole KV head of 8), so
+# the batch stops growing (about 590 sequences at TP 8, 16 and 32): past $H_{kv}$, tensor
+# parallelism buys compute, not cache. To serve more sequences,
 # add data-parallel replicas or pipeline stages instead.
 #
 # ## Part 5 — Sharing heads: GQA, MQA and MLA
 #
 # * **MHA**: $H_{kv} = H$. **GQA**: $1 < H_{kv} < H$ (Llama-3, Mistral, Llama-2-70B). **MQA**:
 #   $H_{kv} = 1$ (Falcon-7B).
-# * **MLA** (DeepSeek-V2/V3) caches no per-head K and V at all: each layer stores one compressed
-#   latent of `kv_lora_rank` numbers plus a `rope` key of `qk_rope_head_dim` numbers, and the
-#   heads' K and V are re-derived from it. Per token: $L \cdot (r_{kv} + d_{rope}) \cdot s$ bytes,
+# * **MLA** (DeepSeek-V2/V3), as DeepSeek's own inference code runs it, caches no per-head K
+#   and V at all: each layer stores one compressed latent of `kv_lora_rank` numbers plus a
+#   `rope` key of `qk_rope_head_dim` numbers, and attention works on the latent directly (the
+#   up-projections are folded into the query and output matrices). An implementation that
+#   decompresses the latent and caches per-head K and V (Hugging Face's eager DeepSeek-V3 does)
+#   gives up the saving. Per token: $L \cdot (r_{kv} + d_{rope}) \cdot s$ bytes,
 #   with no factor 2 (the latent serves K and V alike).
 #
 # ### Task 5: bytes per token for any model
@@ -635,8 +640,9 @@ plt.show()
 
 # %% [markdown]
 # DeepSeek-V2 reports a 93.3% smaller cache than DeepSeek 67B. With the formulas above, MLA
-# alone gives 82%; the rest comes from storing the cache at about 6 bits per number in
-# deployment.
+# alone gives 82%. The paper does not show how the rest arises; our reconstruction: its
+# deployed model quantizes the cache to about 6 bits per element on average (§3.2.3), and MLA
+# at 6 bits gives the 93.3% exactly.
 
 # %%
 ds67 = 2 * 95 * 8 * 128 * 2   # DeepSeek LLM 67B: 95 layers, 8 KV heads of 128, bf16

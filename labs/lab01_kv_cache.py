@@ -13,7 +13,8 @@
 # The model is **MiniGPT**, the course's own tiny GPT (`course_lib.minigpt`): 4 layers,
 # 4 query heads that share 2 key/value heads (grouped-query attention, GQA), head dimension 32,
 # $d_\text{model} = 128$, a byte-level vocabulary of 256 tokens, fp32. It is small enough that a
-# 10,000-token prompt runs on a laptop CPU. `course_lib` gives you its parts (embedding, norms,
+# 10,000-token prompt runs on a laptop CPU (the uncached attention of such a prompt needs about
+# 3 GB of memory for its $S \times S$ score matrices; the cached decode steps need almost none). `course_lib` gives you its parts (embedding, norms,
 # projections, rotary positions, MLP, output head). Attention, the cache and the loop are yours.
 #
 # | Part | Graded | Points |
@@ -155,7 +156,7 @@ def attention(q, k, v, causal=True):
 # implementation differs from the reference only by rounding, because it adds and multiplies
 # in a different order (`einsum` instead of `@`, a loop over heads, float64 inside, PyTorch's
 # fused attention with an explicit mask, another CPU or a GPU). We measured those
-# differences: at most $5 \cdot 10^{-7}$, more than 200x below the tolerance. Every real bug
+# differences: at most $5 \cdot 10^{-7}$, 200x below the tolerance. Every real bug
 # we tried (a missing $1/\sqrt{D}$, a mask not offset, the softmax on the wrong axis, the wrong
 # GQA head order, a cache not appended or returning its whole buffer, positions restarting at
 # 0) is off by at least $0.2$, more than 1000x above it. A relative norm does not care how
@@ -745,7 +746,7 @@ for _i in range(int(_refs["gen/n_cases"])):
 # * with cache: $2P + 4 L H D\,(S+1)$
 #
 # and the predicted speedup is the ratio: exactly $S+1$. Measured time is another matter:
-# a decode step is tiny, and fixed costs (Python, launching ~60 small operations) and reading
+# a decode step is tiny, and fixed costs (Python, launching a few hundred small operations) and reading
 # the weights and the cache from memory dominate it. The benchmark below measures the time
 # per decode step at several context lengths (median of several repeats, with min..max), both
 # ways, and plots them. It uses your `KVCache` and `forward`. The full run (up to 10,000 tokens)
@@ -835,29 +836,31 @@ print(f"{'N':>7} {'prealloc/token':>15} {'torch.cat/token':>16}")
 for n, (tp, tc) in append_results.items():
     print(f"{n:>7,} {format_seconds(tp.median / n):>15} {format_seconds(tc.median / n):>16}")
 
-# %% [markdown] answer id=ans_speedup points=3
+# %% [markdown]
 # **Question 1 (3 points).** How does the measured speedup of a decode step grow with the
 # context length $S$? Compare it with the FLOP prediction ($S+1$): where is it far below, where
 # closer, and why?
-#
+
+# %% [markdown] answer id=ans_speedup points=3
 # *Model answer.* The uncached step grows quickly with $S$ (linearly for small $S$, where the
 # weight products dominate, then quadratically once the $S \times S$ attention dominates), while
 # the cached step stays almost flat (a few milliseconds on a laptop CPU, growing slowly with
 # the cache it reads). So the measured speedup grows with $S$: near 1x for tens of tokens,
 # tens to hundreds for thousands of tokens. It is far below the FLOP prediction at short
 # contexts because a decode step does very little arithmetic (about 1.5 MFLOP for MiniGPT)
-# and its time is fixed overhead: Python and framework dispatch of dozens of small operations,
+# and its time is fixed overhead: Python and framework dispatch of a few hundred small operations,
 # and reading the weights from memory. The uncached step at small $S$ pays the same overhead
 # once, so the ratio is small. At long contexts the uncached step is dominated by real work
-# (and by the memory traffic of the $S \times S$ score matrices, several hundred MB per layer
-# at 10,000 tokens), so the ratio grows, but it stays below $S+1$ because the cached step
+# (and by the memory traffic of the $S \times S$ score matrices: at 10,000 tokens one
+# $(1, 4, S, S)$ fp32 tensor is 1.6 GB, and each layer makes several), so the ratio grows, but it stays below $S+1$ because the cached step
 # still pays its overhead and reads the whole cache.
 
-# %% [markdown] answer id=ans_memory points=2
+# %% [markdown]
 # **Question 2 (2 points).** Does the memory your cache allocates match Lab 00's formula? What
 # does the formula's $S$ mean for a preallocated cache, and what does that cost when most
 # sequences are short?
-#
+
+# %% [markdown] answer id=ans_memory points=2
 # *Model answer.* Yes, to the byte: $2 \cdot L \cdot H_{kv} \cdot d_h \cdot S \cdot B \cdot 4$
 # bytes, i.e. 2,048 bytes per token for MiniGPT: 8 MiB at $S = 4096$, $B = 1$ (half for K, half
 # for V), 19.5 MiB (20,480,000 B) for 10,000 tokens, and 32 MiB at the full 16,384 positions,
@@ -867,10 +870,11 @@ for n, (tp, tc) in append_results.items():
 # wastes 97% of it; this is why servers allocate cache memory in blocks (paged attention)
 # instead of one buffer of the maximum length per sequence.
 
-# %% [markdown] answer id=ans_cat points=2
+# %% [markdown]
 # **Question 3 (2 points).** Compare the preallocated buffer with growing the cache by
 # `torch.cat`. How does the time per appended token behave as $N$ grows, and why?
-#
+
+# %% [markdown] answer id=ans_cat points=2
 # *Model answer.* With the preallocated buffer the time per appended token stays constant
 # (tens of microseconds: two small copies into the next slot plus Python overhead), whatever
 # $N$. With `torch.cat` it grows with $N$, because every append allocates a new tensor and

@@ -213,18 +213,16 @@ if not (3.9 < _pre[1] / _pre[0] <= 4.0 and 1.99 < _dec[1] / _dec[0] <= 2.0):
 # * `bytes_per_elem` is a whole number of bytes (4 for fp32, 2 for fp16/bf16, 1 for fp8).
 # * `fused=False`: unfused attention (S and P go through memory); `fused=True`: fused
 #   attention (they do not).
-# * Raise `ValueError` if a size or `bytes_per_elem` is smaller than 1, or if `n_heads` is not
-#   a multiple of `n_kv_heads`.
+# * Raise `ValueError` if any of `n_q`, `n_kv`, `head_dim`, `bytes_per_elem`, `n_heads` or
+#   `n_kv_heads` is smaller than 1, or if `n_heads` is not a multiple of `n_kv_heads`.
 
 # %% solution id=attention_bytes
 def attention_bytes(n_q: int, n_kv: int, head_dim: int, bytes_per_elem: int, n_heads: int = 1,
                     n_kv_heads: int | None = None, fused: bool = False) -> int:
-    """Bytes moved by one attention call: every tensor read or written once.
-
-    Q and O: n_heads x n_q x head_dim each (read Q, write O). K and V: n_kv_heads x n_kv x
-    head_dim each (read once). Unfused only: S and P, n_heads x n_q x n_kv each, are each
-    written once and read back once. n_kv_heads=None means n_kv_heads = n_heads.
-    Returns an int. Raises ValueError for sizes < 1 or n_heads not a multiple of n_kv_heads.
+    """Bytes one attention call moves to and from memory under the counting convention above
+    (S and P count only when unfused), as an int. n_kv_heads=None means n_kv_heads = n_heads.
+    Raises ValueError if any of n_q, n_kv, head_dim, bytes_per_elem, n_heads, n_kv_heads is
+    < 1, or if n_heads is not a multiple of n_kv_heads.
     """
     ### BEGIN SOLUTION
     if n_kv_heads is None:
@@ -891,10 +889,10 @@ def attention(q, k, v, causal=True):
 #   count the bytes **read and written**, $2 \times 256$ MB per copy;
 # * **peak**: multiply two $2048 \times 2048$ fp32 matrices and count $2 \cdot 2048^3$ FLOPs.
 #
-# Each is repeated and the **median** is used. A copy under-reports the hardware a little: on
-# x86 an ordinary store first reads the destination line into cache ("write-allocate"), so the
-# memory really moves about 3 bytes per byte copied while we count 2. That makes our roof a
-# slightly conservative one; a pure streaming read (printed too, except while grading) gets closer
+# Each is repeated and the **median** is used. A copy under-reports the hardware: on x86 an
+# ordinary store first reads the destination line into cache ("write-allocate"), so the memory
+# really moves up to 3 bytes per byte copied while we count 2, and our bandwidth can be up to a
+# third low. That makes our roof a conservative one; a pure streaming read (printed too, except while grading) gets closer
 # to the hardware.
 
 # %%
@@ -1019,7 +1017,7 @@ else:
 
 # %% [markdown] answer id=answer_measured points=4
 # (a) On the reference machine (2 cores of an AMD EPYC) the copy probe gave about 28–31 GB/s and
-# the matmul probe about 180 GFLOP/s, a ridge near 6 FLOP/B. Decode sits at about 0.48 FLOP/B
+# the matmul probe about 180 GFLOP/s, a ridge near 6 FLOP/B. Decode sits at about 0.49 FLOP/B
 # (fp32 with unfused $S$/$P$: $(4d+5)/(4(2d+4))$ for $d = 64$), far left of the ridge:
 # memory-bound, as Part 3 predicts. Prefill sits at 13–16 FLOP/B, right of the ridge, so its roof
 # is the matmul peak: compute-bound on this CPU, even unfused (in fp32 the $S$/$P$ traffic costs

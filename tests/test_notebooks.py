@@ -80,3 +80,26 @@ assert f() == 1
 def test_nbbuild_rejects_bad_cells(bad, match):
     with pytest.raises(ValueError, match=match):
         parse_lab(bad)
+
+
+@pytest.mark.parametrize("lab", available_labs())
+def test_written_questions_survive_the_release(lab):
+    """nbgrader replaces a whole answer cell with its stub, so a question written inside the
+    answer cell would vanish from the student's notebook: each answer cell must follow a
+    markdown cell that asks something and is still there in the release."""
+    source = nbformat.read(ROOT / "source" / lab / f"{lab}.ipynb", as_version=4)
+    release = nbformat.read(ROOT / "release" / lab / f"{lab}.ipynb", as_version=4)
+    released = {c.get("id"): c for c in release.cells}
+    answers = 0
+    for i, cell in enumerate(source.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "markdown" or not meta.get("solution"):
+            continue
+        answers += 1
+        gid = meta["grade_id"]
+        assert released[cell.get("id")].source.strip() == "YOUR ANSWER HERE", gid
+        question = source.cells[i - 1]
+        assert question.cell_type == "markdown" and not question.metadata.get("nbgrader", {}).get("solution"), gid
+        assert "?" in question.source or "**Question" in question.source, (gid, question.source[:200])
+        assert released[question.get("id")].source == question.source, gid
+    assert answers, f"{lab} has no written answers"

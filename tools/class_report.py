@@ -100,7 +100,8 @@ def top_mistakes(rows: list[ReportRow], limit: int = 15) -> list[tuple[int, str,
 def write_html(path: Path, course: Path, rows: list[ReportRow], extra_html: str = "") -> Path:
     """Write the class report to ``path``; ``extra_html`` goes before the feedback note."""
     e = html.escape
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Class report</title>",
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Class report</title>"
+             "<link rel='icon' href='data:,'>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
              "th{background:#eee}img{max-width:100%}</style></head><body>",
