@@ -87,6 +87,110 @@ def cache_size_table(names, seq_lens):
     return pd.DataFrame(records).set_index("model")
 ''',
     },
+    # a ValueError subclass, helpers reused across tasks, integer ceil by negation, float floor
+    # for the batch (Task 3c does not ask for exact integers; the values stay far below 2**53),
+    # a DataFrame built column by column
+    "reuse_helpers": {
+        "kv_bytes_per_token": """
+import math
+class NegativeSizeError(ValueError):
+    pass
+def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
+    sizes = {"n_layers": n_layers, "n_kv_heads": n_kv_heads, "head_dim": head_dim,
+             "bytes_per_elem": bytes_per_elem}
+    bad = [k for k, v in sizes.items() if v < 0]
+    if bad:
+        raise NegativeSizeError(f"negative: {bad}")
+    return 2 * math.prod(int(x) for x in (n_layers, n_kv_heads, head_dim)) * bytes_per_elem
+""",
+        "kv_cache_bytes": """
+def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size, bytes_per_elem):
+    for x in (n_layers, n_kv_heads, head_dim, seq_len, batch_size, bytes_per_elem):
+        if x < 0:
+            raise ValueError("sizes must be non-negative")
+    return kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem) * int(seq_len) * int(batch_size)
+""",
+        "cache_size_table": """
+def cache_size_table(names, seq_lens):
+    per_token = [kv_bytes_per_token(model(n).n_layers, model(n).n_kv_heads, model(n).head_dim,
+                                    dtype_bytes(model(n).dtype)) for n in names]
+    df = pd.DataFrame({"per_token": per_token}, index=list(names))
+    for S in seq_lens:
+        df[f"S={S}"] = df["per_token"] * S
+    return df
+""",
+        "max_context_len": """
+def max_context_len(mem_bytes, weight_bytes, n_layers, n_kv_heads, head_dim, batch_size, bytes_per_elem):
+    per_step = kv_cache_bytes(n_layers, n_kv_heads, head_dim, 1, batch_size, bytes_per_elem)
+    tokens, _rest = divmod(int(mem_bytes) - int(weight_bytes), per_step)
+    return tokens if tokens > 0 else 0
+""",
+        "gpus_to_hold_weights": """
+def gpus_to_hold_weights(n_params, bytes_per_param, gpu_mem_bytes):
+    return int(-(-(n_params * bytes_per_param) // gpu_mem_bytes))
+""",
+        "max_batch_size": """
+import math
+def max_batch_size(gpu_mem_bytes, weight_bytes, per_seq_cache_bytes, tp_degree=1):
+    free = tp_degree * gpu_mem_bytes - weight_bytes
+    return max(0, math.floor(free / per_seq_cache_bytes))
+""",
+        "max_batch_size_tp": """
+def max_batch_size_tp(gpu_mem_bytes, weight_bytes, per_seq_cache_bytes, tp_degree, n_kv_heads):
+    if tp_degree <= n_kv_heads:   # heads split evenly: Task 3c
+        return max(0, (tp_degree * gpu_mem_bytes - weight_bytes) // per_seq_cache_bytes)
+    # every GPU: gpu_mem - W/X >= B * C/H_kv  <=>  B <= H_kv * (X*M - W) / (X*C)
+    return max(0, n_kv_heads * (tp_degree * gpu_mem_bytes - weight_bytes) // (tp_degree * per_seq_cache_bytes))
+""",
+        "model_kv_bytes_per_token": """
+def model_kv_bytes_per_token(spec, bytes_per_elem):
+    if spec.attention.upper() == "MLA":
+        per_layer = spec.mla_kv_lora_rank + spec.mla_rope_dim
+    else:
+        per_layer = 2 * spec.n_kv_heads * spec.head_dim
+    return int(spec.n_layers * per_layer * bytes_per_elem)
+""",
+        "preallocation_waste": """
+def preallocation_waste(max_seq_len, actual_lens):
+    if len(actual_lens) == 0:
+        raise ValueError("no sequences")
+    if any(n < 0 or n > max_seq_len for n in actual_lens):
+        raise ValueError("a length is outside [0, max_seq_len]")
+    wasted = sum(max_seq_len - n for n in actual_lens)
+    return wasted / (max_seq_len * len(actual_lens))
+""",
+    },
+}
+
+# ---------------------------------------------------------------------------------------------
+# DISPUTED: answers that are correct by the task statement but that the autograder fails (a
+# grading-fairness finding, not yet resolved in the lab). Deliberately NOT in CORRECT, so that
+# `python -m tools.mutation` stays green; nothing reads this dict. To reproduce, temporarily set
+# `CORRECT = DISPUTED` at the end of this file and run
+# `python -m tools.mutation --lab lab00_cache_sizing`. Once the lab is fixed (the statement says
+# that actual_lens may be a NumPy array, or the hidden tests pass lists), move the entry to CORRECT.
+#
+# "empty_check_by_truthiness": Task 6 says "Raise ValueError if actual_lens is empty"; the
+# visible test passes a list, and the statement never says actual_lens may be a NumPy array.
+# `if not actual_lens:` (PEP 8's idiom for an empty sequence) is correct for lists and tuples,
+# but the hidden tests of test_preallocation_waste pass NumPy arrays (the six random trials,
+# `_rng.integers(...)`, and `np.array([1, 2, 3], dtype=np.int32)`), on which `not array` raises
+# "ValueError: The truth value of an array with more than one element is ambiguous": 0/2 points,
+# and the feedback is a bare traceback from the student's own line, naming no mistake.
+# (`if actual_lens == []:` fails the same way: "operands could not be broadcast together".)
+# Confirmed with the real nbgrader (tools.mutation): 22/24, test_preallocation_waste 0/2.
+# ---------------------------------------------------------------------------------------------
+DISPUTED: dict[str, dict[str, str]] = {
+    "empty_check_by_truthiness": {
+        "preallocation_waste": """
+def preallocation_waste(max_seq_len, actual_lens):
+    if not actual_lens:
+        raise ValueError("actual_lens is empty")
+    if min(actual_lens) < 0 or max(actual_lens) > max_seq_len:
+        raise ValueError("a length is outside [0, max_seq_len]")
+    return 1 - sum(actual_lens) / (max_seq_len * len(actual_lens))
+""",
+    },
 }
 
 _KV_PER_TOKEN_OK = '''

@@ -240,6 +240,191 @@ def generate(model, prompt_ids, max_new_tokens, use_cache=True):
     return out
 '''
 
+# GQA by expand + reshape (Hugging Face's repeat_kv), q scaled before the product, a boolean
+# triu mask filled with the dtype's most negative finite value (not -inf), F.softmax.
+ATTN_EXPAND_FINFO = '''\
+def attention(q, k, v, causal=True):
+    B, H, T_q, D = q.shape
+    _, H_kv, T_k, _ = k.shape
+    if H % H_kv != 0:
+        raise ValueError(f"{H} query heads cannot share {H_kv} KV heads evenly")
+    if T_q > T_k:
+        raise ValueError(f"more queries ({T_q}) than keys ({T_k})")
+    n_rep = H // H_kv
+    k = k[:, :, None, :, :].expand(B, H_kv, n_rep, T_k, D).reshape(B, H, T_k, D)
+    v = v[:, :, None, :, :].expand(B, H_kv, n_rep, T_k, D).reshape(B, H, T_k, D)
+    scores = torch.matmul(q * D ** -0.5, k.transpose(2, 3))
+    if causal:
+        future = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).triu(diagonal=T_k - T_q + 1)
+        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
+    return torch.matmul(F.softmax(scores, dim=-1), v)
+'''
+
+# An additive float mask (0 where allowed, -inf in the future), einsum on expanded heads.
+ATTN_ADDITIVE_MASK = '''\
+def attention(q, k, v, causal=True):
+    if q.shape[1] % k.shape[1] != 0:
+        raise ValueError("number of query heads must be a multiple of the number of KV heads")
+    if q.shape[2] > k.shape[2]:
+        raise ValueError("T_q must not exceed T_k")
+    T_q, T_k, D = q.shape[2], k.shape[2], q.shape[3]
+    rep = q.shape[1] // k.shape[1]
+    k_full = torch.repeat_interleave(k, rep, dim=1)
+    v_full = torch.repeat_interleave(v, rep, dim=1)
+    s = torch.einsum("bhqd,bhkd->bhqk", q, k_full) / D ** 0.5
+    if causal:
+        mask = torch.full((T_q, T_k), float("-inf"), dtype=q.dtype, device=q.device)
+        mask = torch.triu(mask, diagonal=T_k - T_q + 1)
+        s = s + mask
+    return torch.einsum("bhqk,bhkd->bhqd", s.softmax(-1), v_full)
+'''
+
+# PyTorch's fused attention doing the GQA itself (enable_gqa, PyTorch >= 2.5), with an explicit
+# boolean mask: the last T_q rows of the full T_k x T_k lower triangle (aligned bottom-right).
+ATTN_SDPA_GQA = '''\
+def attention(q, k, v, causal=True):
+    B, H, T_q, D = q.shape
+    H_kv, T_k = k.shape[1], k.shape[2]
+    if H % H_kv:
+        raise ValueError(f"H={H} not divisible by H_kv={H_kv}")
+    if T_q > T_k:
+        raise ValueError(f"T_q={T_q} > T_k={T_k}")
+    mask = None
+    if causal:
+        mask = torch.ones(T_k, T_k, dtype=torch.bool, device=q.device).tril()[T_k - T_q:]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+'''
+
+# Buffers laid out (layer, batch, position, head, dim), as flash-attention kernels store them;
+# update returns transposed views. Validation by tuple comparison, reset zeroes the buffers too.
+KV_CACHE_SEQ_MAJOR = '''\
+class KVCache:
+    def __init__(self, n_layers, batch_size, n_kv_heads, max_seq_len, head_dim,
+                 dtype=torch.float32, device="cpu"):
+        self.k_buf = torch.zeros(n_layers, batch_size, max_seq_len, n_kv_heads, head_dim, dtype=dtype, device=device)
+        self.v_buf = torch.zeros_like(self.k_buf)
+        self.capacity = max_seq_len
+        self.filled = [0 for _ in range(n_layers)]
+
+    def update(self, layer_idx, k_new, v_new):
+        want = (self.k_buf.shape[1], self.k_buf.shape[3], self.k_buf.shape[4])
+        for t in (k_new, v_new):
+            if (t.shape[0], t.shape[1], t.shape[3]) != want:
+                raise ValueError(f"got {tuple(t.shape)}, the cache holds (B, H_kv, ., D) = {want}")
+        old = self.filled[layer_idx]
+        new = old + k_new.shape[2]
+        if new > self.capacity:
+            raise ValueError(f"cannot append {k_new.shape[2]} tokens to {old}: capacity {self.capacity}")
+        self.k_buf[layer_idx, :, old:new] = k_new.transpose(1, 2)
+        self.v_buf[layer_idx, :, old:new] = v_new.transpose(1, 2)
+        self.filled[layer_idx] = new
+        return self.k_buf[layer_idx, :, :new].transpose(1, 2), self.v_buf[layer_idx, :, :new].transpose(1, 2)
+
+    def seq_len(self, layer_idx=0):
+        return self.filled[layer_idx]
+
+    def reset(self):
+        self.k_buf.zero_()
+        self.v_buf.zero_()
+        self.filled = [0 for _ in self.filled]
+'''
+
+# K and V in one tensor (layer, 2, batch, head, position, dim), lengths in a torch tensor.
+KV_CACHE_STACKED = '''\
+class KVCache:
+    def __init__(self, n_layers, batch_size, n_kv_heads, max_seq_len, head_dim,
+                 dtype=torch.float32, device="cpu"):
+        self.buf = torch.empty(n_layers, 2, batch_size, n_kv_heads, max_seq_len, head_dim,
+                               dtype=dtype, device=device)
+        self.lens = torch.zeros(n_layers, dtype=torch.long)
+
+    def update(self, layer_idx, k_new, v_new):
+        _, _, B, H_kv, S_max, D = self.buf.shape
+        if k_new.shape != v_new.shape:
+            raise ValueError("k_new and v_new differ in shape")
+        if k_new.shape[0] != B or k_new.shape[1] != H_kv or k_new.shape[-1] != D:
+            raise ValueError(f"expected (B={B}, H_kv={H_kv}, T, D={D}), got {tuple(k_new.shape)}")
+        n = int(self.lens[layer_idx])
+        t = k_new.shape[2]
+        if n + t > S_max:
+            raise ValueError(f"overflow: {n} + {t} > {S_max}")
+        self.buf[layer_idx, 0, :, :, n:n + t] = k_new
+        self.buf[layer_idx, 1, :, :, n:n + t] = v_new
+        self.lens[layer_idx] = n + t
+        kv = self.buf[layer_idx, :, :, :, :n + t]
+        return kv[0], kv[1]
+
+    def seq_len(self, layer_idx=0):
+        return int(self.lens[layer_idx])
+
+    def reset(self):
+        self.lens.zero_()
+'''
+
+# past_len read per layer (each layer's own length before its update), positions as offset + arange.
+FORWARD_PER_LAYER_PAST = '''\
+def forward(model, idx, cache=None):
+    T = idx.shape[1]
+    x = model.embed(idx)
+    for i, block in enumerate(model.blocks):
+        past = 0 if cache is None else cache.seq_len(i)
+        pos = past + torch.arange(T, dtype=torch.long, device=idx.device)
+        h = block.attn_norm(x)
+        q, k, v = block.qkv(h)
+        q = model.rope(q, pos)
+        k = model.rope(k, pos)
+        if cache is not None:
+            k, v = cache.update(i, k, v)
+        a = attention(q, k, v, causal=True)
+        x = x + block.out(a)
+        x = x + block.mlp(block.mlp_norm(x))
+    return model.logits(x)
+'''
+
+# torch.inference_mode instead of no_grad; a decode forward after every new token (the last one
+# is wasted but fills the cache exactly to T0 + max_new_tokens, no overflow).
+GENERATE_INFERENCE_MODE = '''\
+@torch.inference_mode()
+def generate(model, prompt_ids, max_new_tokens, use_cache=True):
+    B, T0 = prompt_ids.shape
+    tokens = prompt_ids
+    if not use_cache:
+        for _ in range(max_new_tokens):
+            logits = forward(model, tokens)
+            tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=-1)
+        return tokens
+    cache = KVCache(model.n_layers, B, model.n_kv_heads, T0 + max_new_tokens, model.head_dim)
+    logits = forward(model, prompt_ids, cache)
+    for _ in range(max_new_tokens):
+        new = logits[:, -1].argmax(-1, keepdim=True)
+        tokens = torch.cat([tokens, new], dim=-1)
+        logits = forward(model, new, cache)
+    return tokens
+'''
+
+# New tokens collected in a list and concatenated once; the cache sized from the global spec.
+GENERATE_LIST = '''\
+def generate(model, prompt_ids, max_new_tokens, use_cache=True):
+    with torch.no_grad():
+        new_tokens = []
+        if use_cache:
+            cache = KVCache(len(model.blocks), prompt_ids.shape[0], model.n_kv_heads,
+                            prompt_ids.shape[1] + max_new_tokens, model.head_dim,
+                            dtype=torch.float32, device=prompt_ids.device)
+            feed = prompt_ids
+            for _ in range(max_new_tokens):
+                nxt = torch.argmax(forward(model, feed, cache)[:, -1, :], dim=-1)[:, None]
+                new_tokens.append(nxt)
+                feed = nxt
+        else:
+            seq = prompt_ids
+            for _ in range(max_new_tokens):
+                nxt = torch.argmax(forward(model, seq)[:, -1, :], dim=-1)[:, None]
+                new_tokens.append(nxt)
+                seq = torch.cat([seq, nxt], dim=1)
+        return torch.cat([prompt_ids, *new_tokens], dim=1)
+'''
+
 CORRECT: dict[str, dict[str, str]] = {
     "einsum_grouped": {"attention": ATTN_EINSUM},
     "float64_inside": {"attention": ATTN_FLOAT64},
@@ -247,6 +432,12 @@ CORRECT: dict[str, dict[str, str]] = {
     "loop_over_heads": {"attention": ATTN_HEAD_LOOP},
     "list_cache_narrow_forward_while": {"kv_cache": KV_CACHE_LISTS, "forward": FORWARD_LOCAL_POS,
                                         "generate": GENERATE_WHILE},
+    "expand_finfo_seq_major_inference_mode": {"attention": ATTN_EXPAND_FINFO, "kv_cache": KV_CACHE_SEQ_MAJOR,
+                                              "forward": FORWARD_PER_LAYER_PAST,
+                                              "generate": GENERATE_INFERENCE_MODE},
+    "additive_mask_stacked_cache_list_generate": {"attention": ATTN_ADDITIVE_MASK, "kv_cache": KV_CACHE_STACKED,
+                                                  "generate": GENERATE_LIST},
+    "sdpa_enable_gqa": {"attention": ATTN_SDPA_GQA},
 }
 
 # The subset of CORRECT that replaces attention (the calibration report's rows).

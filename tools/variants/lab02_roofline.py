@@ -142,6 +142,84 @@ CORRECT: dict[str, dict[str, str]] = {
         "decode_tokens_per_s_bound": _decode(
             "batch_size / ((weight_bytes + batch_size * kv_cache_bytes) / 1e9 / (mem_bandwidth / 1e9))"),
     },
+    # helpers per matmul and per tensor, a ValueError subclass, validation by any()/all(),
+    # attainable_flops reusing ridge_point (which validates peak and bandwidth itself),
+    # the decode bound as time per step, and annotated keyword-only style calls
+    "helpers_and_reuse": {
+        "attention_flops": '''
+class BadSizeError(ValueError):
+    """A size or count below 1."""
+
+
+def matmul_flops(m, k, n):
+    return 2 * m * k * n
+
+
+def attention_flops(n_q, n_kv, head_dim, n_heads=1):
+    if any(x < 1 for x in (n_q, n_kv, head_dim, n_heads)):
+        raise BadSizeError(f"sizes must be >= 1: {(n_q, n_kv, head_dim, n_heads)}")
+    per_head = (matmul_flops(n_q, head_dim, n_kv)      # S = Q K^T
+                + 5 * n_q * n_kv                        # softmax
+                + matmul_flops(n_q, n_kv, head_dim))    # O = P V
+    return per_head * n_heads
+''',
+        "attention_bytes": '''
+import math
+
+
+def attention_bytes(n_q, n_kv, head_dim, bytes_per_elem, n_heads=1, n_kv_heads=None, fused=False):
+    kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+    if not all(x >= 1 for x in (n_q, n_kv, head_dim, bytes_per_elem, n_heads, kv_heads)):
+        raise ValueError("every size must be at least 1")
+    if n_heads % kv_heads != 0:
+        raise ValueError(f"{n_heads} query heads do not split into groups over {kv_heads} KV heads")
+    traffic = {  # (shape, times it goes through memory)
+        "Q": ((n_heads, n_q, head_dim), 1),
+        "K": ((kv_heads, n_kv, head_dim), 1),
+        "V": ((kv_heads, n_kv, head_dim), 1),
+        "O": ((n_heads, n_q, head_dim), 1),
+    }
+    if not fused:
+        traffic["S"] = ((n_heads, n_q, n_kv), 2)   # written, then read by the softmax
+        traffic["P"] = ((n_heads, n_q, n_kv), 2)   # written, then read by P V
+    return sum(math.prod(shape) * times for shape, times in traffic.values()) * bytes_per_elem
+''',
+        "roofline_model": '''
+def arithmetic_intensity(flops, bytes_moved):
+    if bytes_moved <= 0:
+        raise ValueError("bytes_moved must be positive")
+    if flops < 0:
+        raise ValueError("flops must be non-negative")
+    return flops / bytes_moved
+
+
+def ridge_point(peak_flops, mem_bandwidth):
+    if min(peak_flops, mem_bandwidth) <= 0:
+        raise ValueError("peak_flops and mem_bandwidth must be positive")
+    return peak_flops / mem_bandwidth
+
+
+def attainable_flops(intensity, peak_flops, mem_bandwidth):
+    if intensity < 0:
+        raise ValueError("intensity must be non-negative")
+    if intensity >= ridge_point(peak_flops, mem_bandwidth):   # compute-bound
+        return float(peak_flops)
+    return float(intensity * mem_bandwidth)                    # memory-bound
+''',
+        "decode_tokens_per_s_bound": '''
+def decode_tokens_per_s_bound(weight_bytes, kv_cache_bytes, mem_bandwidth, batch_size=1):
+    if not mem_bandwidth > 0:
+        raise ValueError("mem_bandwidth must be > 0")
+    if not batch_size >= 1:
+        raise ValueError("batch_size must be >= 1")
+    if weight_bytes < 0 or kv_cache_bytes < 0:
+        raise ValueError("byte counts must be >= 0")
+    step_bytes = weight_bytes + batch_size * kv_cache_bytes
+    step_seconds = step_bytes / mem_bandwidth
+    tokens_per_step = batch_size
+    return tokens_per_step / step_seconds
+''',
+    },
 }
 
 # --------------------------------------------------------------------------------------------
@@ -247,6 +325,13 @@ MUTANTS: list[dict] = [
      "cells": {"decode_tokens_per_s_bound": _decode("(weight_bytes + batch_size * kv_cache_bytes) / "
                                                     "(batch_size * mem_bandwidth)")},
      "fails": [_D], "message": "seconds per token"},
+    # `n_kv_heads or n_heads`: a plausible idiom for the None default, but n_kv_heads=0 then
+    # means MHA instead of raising the ValueError the statement asks for
+    {"name": "kv_heads_or_default",
+     "cells": {"attention_bytes": _BYTES_HEAD.replace("    if n_kv_heads is None:\n        n_kv_heads = n_heads\n",
+                                                      "    n_kv_heads = n_kv_heads or n_heads\n")
+               + _BYTES_CHECK + _bytes_terms()},
+     "fails": ["test_bad_input"], "message": "expected it to raise ValueError"},
     # no input validation anywhere: right numbers, no ValueError
     {"name": "no_validation",
      "cells": {"attention_flops": _flops(_RIGHT_FLOPS, check=False),
