@@ -47,7 +47,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from course_lib.grading import check_int, check_real, describe_call, expect_error
+from course_lib.grading import AnswerError, check_int, check_real, describe_call, expect_error
 from course_lib.specs import HARDWARE, MODELS, model
 from course_lib.units import GB, GiB, dtype_bytes, format_bytes
 
@@ -662,8 +662,10 @@ print(f"with ~6-bit cache entries: {ds_v2 * 6 / 16 / ds67:.3f} -> {1 - ds_v2 * 6
 #
 # Write `preallocation_waste(max_seq_len, actual_lens)`: the fraction of a pre-allocated cache
 # (`max_seq_len` slots for each sequence in `actual_lens`) that is never used, a float in
-# [0, 1]. Raise `ValueError` if `actual_lens` is empty, if a length is negative, or if a length
-# exceeds `max_seq_len` (that sequence would not fit).
+# [0, 1]. `actual_lens` may be a list, a tuple or a 1-D NumPy array of ints (the tests pass all
+# three; `len(actual_lens)` works for each, `if not actual_lens` does not work for an array).
+# Raise `ValueError` if `actual_lens` is empty, if a length is negative, or if a length exceeds
+# `max_seq_len` (that sequence would not fit).
 
 # %% solution id=preallocation_waste
 def preallocation_waste(max_seq_len, actual_lens):
@@ -681,8 +683,22 @@ def preallocation_waste(max_seq_len, actual_lens):
     ### END SOLUTION
 
 # %% tests id=test_preallocation_waste points=2
+def _waste(max_seq_len, lens, call):
+    # an array's truth value is ambiguous: name that mistake instead of showing a bare traceback
+    try:
+        return preallocation_waste(max_seq_len, lens)
+    except ValueError as exc:
+        if "truth value of an array" in str(exc) or "could not be broadcast" in str(exc):
+            raise AnswerError(f"{call} raised ValueError: {exc}\n  Likely mistake: tested emptiness with "
+                              "`not actual_lens` or `actual_lens == []`, which fails for a NumPy array; "
+                              "use len(actual_lens) == 0") from None
+        raise
+
+
 check_real(preallocation_waste(32768, [1024] * 32), 0.96875, call="preallocation_waste(32768, [1024] * 32)",
            mistakes={"returned the used fraction; the task asks for the unused (wasted) fraction": 0.03125})
+_call = "preallocation_waste(100, np.array([25, 50, 75]))"
+check_real(_waste(100, np.array([25, 50, 75]), _call), 0.5, call=_call)
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
 _rng = np.random.default_rng(20261123)
@@ -690,13 +706,16 @@ for _trial in range(6):
     _smax = int(_rng.integers(16, 20000))
     _lens = _rng.integers(0, _smax + 1, size=int(_rng.integers(1, 50)))
     _exp = 1 - float(np.sum(_lens)) / (_smax * len(_lens))
-    check_real(preallocation_waste(_smax, _lens), _exp, call=f"preallocation_waste({_smax}, <{len(_lens)} lengths>)",
+    _call = f"preallocation_waste({_smax}, <NumPy array of {len(_lens)} lengths>)"
+    check_real(_waste(_smax, _lens, _call), _exp, call=_call,
                rel=1e-9, mistakes={"returned the used fraction instead of the wasted one": 1 - _exp,
                                    "returned a percentage: the task asks for a fraction in [0, 1]": 100 * _exp})
 check_real(preallocation_waste(4096, [4096, 4096]), 0.0, call="preallocation_waste(4096, [4096, 4096])")
 check_real(preallocation_waste(100, (0,)), 1.0, call="preallocation_waste(100, (0,))")
-check_real(preallocation_waste(10, np.array([1, 2, 3], dtype=np.int32)), 0.8, call="preallocation_waste(10, np.array([1, 2, 3]))")
+_call = "preallocation_waste(10, np.array([1, 2, 3], dtype=np.int32))"
+check_real(_waste(10, np.array([1, 2, 3], dtype=np.int32), _call), 0.8, call=_call)
 expect_error(preallocation_waste, (100, []), None, ValueError, "no sequences")
+expect_error(preallocation_waste, (100, np.array([], dtype=np.int64)), None, ValueError, "no sequences (an empty array)")
 expect_error(preallocation_waste, (100, [50, 101]), None, ValueError, "a sequence longer than max_seq_len")
 expect_error(preallocation_waste, (100, [50, -1]), None, ValueError, "a negative length")
 ### END HIDDEN TESTS

@@ -162,37 +162,6 @@ def preallocation_waste(max_seq_len, actual_lens):
     },
 }
 
-# ---------------------------------------------------------------------------------------------
-# DISPUTED: answers that are correct by the task statement but that the autograder fails (a
-# grading-fairness finding, not yet resolved in the lab). Deliberately NOT in CORRECT, so that
-# `python -m tools.mutation` stays green; nothing reads this dict. To reproduce, temporarily set
-# `CORRECT = DISPUTED` at the end of this file and run
-# `python -m tools.mutation --lab lab00_cache_sizing`. Once the lab is fixed (the statement says
-# that actual_lens may be a NumPy array, or the hidden tests pass lists), move the entry to CORRECT.
-#
-# "empty_check_by_truthiness": Task 6 says "Raise ValueError if actual_lens is empty"; the
-# visible test passes a list, and the statement never says actual_lens may be a NumPy array.
-# `if not actual_lens:` (PEP 8's idiom for an empty sequence) is correct for lists and tuples,
-# but the hidden tests of test_preallocation_waste pass NumPy arrays (the six random trials,
-# `_rng.integers(...)`, and `np.array([1, 2, 3], dtype=np.int32)`), on which `not array` raises
-# "ValueError: The truth value of an array with more than one element is ambiguous": 0/2 points,
-# and the feedback is a bare traceback from the student's own line, naming no mistake.
-# (`if actual_lens == []:` fails the same way: "operands could not be broadcast together".)
-# Confirmed with the real nbgrader (tools.mutation): 22/24, test_preallocation_waste 0/2.
-# ---------------------------------------------------------------------------------------------
-DISPUTED: dict[str, dict[str, str]] = {
-    "empty_check_by_truthiness": {
-        "preallocation_waste": """
-def preallocation_waste(max_seq_len, actual_lens):
-    if not actual_lens:
-        raise ValueError("actual_lens is empty")
-    if min(actual_lens) < 0 or max(actual_lens) > max_seq_len:
-        raise ValueError("a length is outside [0, max_seq_len]")
-    return 1 - sum(actual_lens) / (max_seq_len * len(actual_lens))
-""",
-    },
-}
-
 _KV_PER_TOKEN_OK = '''
 def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
     for v in (n_layers, n_kv_heads, head_dim, bytes_per_elem):
@@ -202,6 +171,18 @@ def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
 '''
 
 MUTANTS: list[dict] = [
+    # Task 6 says actual_lens may be a NumPy array; `not array` raises "truth value ... ambiguous".
+    # (Found as unfair grading when the statement did not say so; the statement now does.)
+    {"name": "empty_check_by_truthiness",
+     "cells": {"preallocation_waste": """
+def preallocation_waste(max_seq_len, actual_lens):
+    if not actual_lens:
+        raise ValueError("actual_lens is empty")
+    if min(actual_lens) < 0 or max(actual_lens) > max_seq_len:
+        raise ValueError("a length is outside [0, max_seq_len]")
+    return 1 - sum(actual_lens) / (max_seq_len * len(actual_lens))
+"""},
+     "fails": ["test_preallocation_waste"], "message": "fails for a NumPy array"},
     {"name": "bits_not_bytes",
      "cells": {"kv_bytes_per_token": _KV_PER_TOKEN_OK.replace("BYTES", "(8 * bytes_per_elem)")},
      "fails": ["test_kv_bytes_per_token"], "message": "bits instead of bytes"},
