@@ -197,3 +197,20 @@ def test_second_opinion_passes_the_solution(lab, tmp_path):
     nbformat.write(fill(release_nb, solution_code(ROOT, lab)), path)
     result = integrity.second_opinion(path, ROOT / "source" / lab / f"{lab}.ipynb")
     assert result and all(result.values()), result
+
+
+def test_a_second_opinion_that_cannot_run_is_noted_not_held(graded_course, tmp_path, monkeypatch):
+    """Our own check failing (a timeout, a dead kernel) must not cost the student points."""
+    root, _, runs = graded_course
+    course = tmp_path / "course"
+    shutil.copytree(root, course)  # the session's graded course stays untouched
+
+    def cannot_run(*args, **kwargs):
+        raise RuntimeError("kernel died")
+
+    monkeypatch.setattr(integrity, "second_opinion", cannot_run)
+    mine = [r for r in runs if (r.student, r.lab) == ("solution", LAB)]
+    verdict = pipeline.check_integrity(course, mine, verbose=False)[("solution", LAB)]
+    assert not verdict.held and "second opinion could not run (RuntimeError: kernel died)" in verdict.summary()
+    row = next(r for r in pipeline.collect_grades(course) if (r.student, r.lab) == ("solution", LAB))
+    assert row.auto_score == row.auto_max and row.integrity.startswith("note:"), row.integrity

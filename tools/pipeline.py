@@ -435,14 +435,19 @@ def named_mistakes(notebook_path: Path) -> dict[str, str]:
     return out
 
 
-def _second_opinion_job(submitted: str, source: str, n_workers: int) -> dict[str, bool]:
-    """integrity.second_opinion in a pool process (kernels get their share of the cores)."""
+def _second_opinion_job(submitted: str, source: str, n_workers: int) -> dict[str, bool] | str:
+    """integrity.second_opinion (in a pool process when n_workers > 1, where kernels get their
+    share of the cores); the error text instead if it could not run (a timeout, a dead kernel)."""
     from tools import integrity
 
-    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
-    return integrity.second_opinion(Path(submitted), Path(source))
+    if n_workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // n_workers))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, threads)
+    try:
+        return integrity.second_opinion(Path(submitted), Path(source))
+    except Exception as exc:  # noqa: BLE001 - one submission must not stop the check of the others
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
@@ -453,7 +458,8 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
     gradebook; a tamper finding holds all the submission's autograded points (manual score 0
     on every autograded test) for the instructor to review in the formgrader. The second
     opinions (one kernel each) run in ``workers`` processes; the gradebook is written from this
-    process only. Verdicts are also kept in ``integrity_verdicts.json`` for a later ``report``.
+    process only. A second opinion that cannot run (timeout, dead kernel) is noted, not held.
+    Verdicts are also kept in ``integrity_verdicts.json`` for a later ``report``.
     """
     from concurrent.futures import ProcessPoolExecutor
 
@@ -494,12 +500,16 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
             futures = {key: pool.submit(_second_opinion_job, *paths, workers) for key, paths in jobs.items()}
             second = {key: future.result() for key, future in futures.items()}
     else:
-        second = {key: integrity.second_opinion(Path(sub), Path(src)) for key, (sub, src) in jobs.items()}
+        second = {key: _second_opinion_job(sub, src, 1) for key, (sub, src) in jobs.items()}
     # 3. verdicts into the gradebook (holds placed or lifted)
     verdicts: dict[tuple[str, str], object] = {}
     with Gradebook(url) as gb:
         for run, findings, passed in checks:
             opinion = second.get((run.student, run.lab), {})
+            if isinstance(opinion, str):  # could not run: noted for the instructor, no points withheld
+                findings = [*findings, integrity.Finding(integrity.SUSPICIOUS, "-", 0,
+                                                         f"the second opinion could not run ({opinion})")]
+                opinion = dict.fromkeys(passed, True)
             disagreements = sorted(t for t, ok in passed.items() if ok and not opinion.get(t, False))
             verdict = integrity.Verdict(findings, disagreements)
             verdicts[(run.student, run.lab)] = verdict
