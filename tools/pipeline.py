@@ -243,6 +243,15 @@ def worker_shares(students: list[str], workers: int) -> list[list[str]]:
     return [ordered[i::workers] for i in range(workers)]
 
 
+def _share_cores(n_workers: int) -> None:
+    """Kernels started from this process get ``cores // n_workers`` threads: workers x threads
+    should not exceed the cores (torch and NumPy otherwise start one thread per core in every
+    kernel and fight over the cores). Settings already in the environment win."""
+    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+
+
 def _autograde_worker(root: str, url: str, items: list[tuple[str, str]], index: int, n_workers: int,
                       timeout: int | None, sandbox: bool | None, queue) -> None:
     """One worker process: nbgrader's API over its share of (student, lab) pairs."""
@@ -252,11 +261,7 @@ def _autograde_worker(root: str, url: str, items: list[tuple[str, str]], index: 
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     os.chdir(root_path)
-    # Kernels inherit this: workers x threads should not exceed the cores (torch and NumPy
-    # otherwise start one thread per core in every kernel and fight over the cores).
-    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
+    _share_cores(n_workers)
     api = make_api(root_path, timeout=timeout, sandbox=sandbox)
     api.coursedir.db_url = url
     for student, lab in items:
@@ -441,9 +446,7 @@ def _second_opinion_job(submitted: str, source: str, n_workers: int) -> dict[str
     from tools import integrity
 
     if n_workers > 1:
-        threads = str(max(1, (os.cpu_count() or 1) // n_workers))
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            os.environ.setdefault(var, threads)
+        _share_cores(n_workers)
     try:
         return integrity.second_opinion(Path(submitted), Path(source))
     except Exception as exc:  # noqa: BLE001 - one submission must not stop the check of the others
