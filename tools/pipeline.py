@@ -679,9 +679,12 @@ def write_class_report(root: Path, rows: list[GradeRow]) -> Path:
 
 def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
            verdicts: dict | None = None) -> list[GradeRow]:
-    """Feedback HTML, grades.csv, the class report (report.html) and the score table."""
+    """Feedback HTML, grades.csv, the class report (report.html) and the score table.
+
+    ``runs``/``verdicts``: None reads the latest ones saved in the course folder."""
+    runs = saved_runs(root) if runs is None else runs
     feedback(root)
-    for run in runs or []:
+    for run in runs:
         if not run.success:
             write_failure_feedback(root, run)
     rows = collect_grades(root, runs, verdicts)
