@@ -13,6 +13,7 @@ claims to be equal to everything.
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -26,6 +27,51 @@ _NUMPY_FLOATS = (np.float16, np.float32, np.float64)
 
 class AnswerError(AssertionError):
     """A graded answer is wrong; the message explains how."""
+
+
+# --------------------------------------------------------------------------------------------
+# How a failed check looks in a notebook: the test's line and the course's message, without
+# the frames of this module (a student has no use for the checker's internals).
+# --------------------------------------------------------------------------------------------
+
+def _without_checker_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The traceback ``tb`` less the frames of this module (the student's own frames stay)."""
+    kept: list[types.TracebackType] = []
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") != __name__:
+            kept.append(tb)
+        tb = tb.tb_next
+    trimmed = None
+    for entry in reversed(kept):
+        trimmed = types.TracebackType(trimmed, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return trimmed
+
+
+def _show_answer_error(shell: Any, etype: type, value: BaseException, tb: types.TracebackType | None,
+                       tb_offset: int | None = None) -> list[str]:
+    """IPython's handler for :class:`AnswerError`: the usual traceback, less this module's frames.
+
+    The cell still ends in an error output (nbgrader scores it 0 and its feedback shows the same
+    text): IPython leaves showing it to the handler.
+    """
+    stb = shell.InteractiveTB.structured_traceback(etype, value, _without_checker_frames(tb),
+                                                   tb_offset=tb_offset)
+    shell._showtraceback(etype, value, stb)
+    return stb
+
+
+def _install_notebook_display() -> None:
+    """Inside IPython (a notebook kernel), show failed checks without this module's frames."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: tracebacks as usual
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "set_custom_exc"):
+        shell.set_custom_exc((AnswerError,), _show_answer_error)
+
+
+_install_notebook_display()
 
 
 # Ratios got/expected that point to a common slip, whatever the function.
@@ -108,16 +154,21 @@ def _matches(got: float, candidate: float, rel: float) -> bool:
 
 
 def diagnose(got: float, expected: float, mistakes: Mapping[str, float] | None = None,
-             rel: float = 1e-6) -> str | None:
+             rel: float = 1e-6, generic: bool = True) -> str | None:
     """Name the likely mistake behind ``got`` (or None when nothing fits).
 
     ``mistakes`` maps a description to the value that mistake would produce for
-    these inputs (computed by the test); it is tried first. Then come generic
-    ratios (x8, x2, GiB/GB, ...) and off-by-one.
+    these inputs (computed by the test); it is tried first. Then, when
+    ``generic`` is true, come generic guesses: ratios (x8, x2, GiB/GB, ...),
+    off-by-one and a negative result. A test passes ``generic=False`` when such a
+    guess could name a mistake the function cannot make (a named mistake must be
+    right or absent).
     """
     for label, wrong in (mistakes or {}).items():
         if wrong != expected and _matches(got, wrong, rel):
             return label
+    if not generic:
+        return None
     if expected != 0 and got != 0:
         r = got / expected
         for ratio, label in GENERIC_RATIOS:
@@ -141,26 +192,31 @@ def _message(call: str, got: float, expected: float, label: str | None) -> str:
 
 
 def check_int(got: Any, expected: int, *, call: str,
-              mistakes: Mapping[str, float] | None = None) -> None:
+              mistakes: Mapping[str, float] | None = None, generic: bool = True) -> None:
     """Check an exact integer answer; on failure raise AnswerError naming the likely mistake.
 
     ``call`` describes the call in the student's terms, e.g.
     ``"kv_bytes_per_token(n_layers=32, n_kv_heads=8, head_dim=128, bytes_per_elem=2)"``.
+    ``mistakes`` and ``generic`` are as in :func:`diagnose`.
     """
+    __tracebackhide__ = True
     value = as_exact_int(got, call)
     if type(expected) is not int:
         raise TypeError("check_int: expected must be an int (test bug)")
     if value != expected:
-        raise AnswerError(_message(call, value, expected, diagnose(value, expected, mistakes)))
+        raise AnswerError(_message(call, value, expected, diagnose(value, expected, mistakes,
+                                                                   generic=generic)))
 
 
 def check_real(got: Any, expected: float, *, call: str, rel: float = 1e-9,
-               mistakes: Mapping[str, float] | None = None) -> None:
+               mistakes: Mapping[str, float] | None = None, generic: bool = True) -> None:
     """Check a real-valued answer to relative tolerance ``rel``; name the likely mistake."""
+    __tracebackhide__ = True
     value = as_exact_real(got, call)
     if math.isnan(value) or not math.isclose(value, expected, rel_tol=rel, abs_tol=0.0):
         raise AnswerError(_message(call, value, float(expected),
-                                   diagnose(value, float(expected), mistakes, rel=max(rel, 1e-6))))
+                                   diagnose(value, float(expected), mistakes, rel=max(rel, 1e-6),
+                                            generic=generic)))
 
 
 def describe_call(func_name: str, /, *args: Any, **kwargs: Any) -> str:
