@@ -30,6 +30,9 @@ myst_heading_anchors = 3
 # Math: MathJax 3 served from the site itself (copied by tools/site.py from npm's mathjax@3;
 # relative paths are relative to _static/). No CDN is reachable in many classrooms.
 mathjax_path = "mathjax/tex-mml-chtml.js"
+# No widget manager (require.js and @jupyter-widgets from a CDN): tools/site.py turns widget
+# outputs into their text form, and a page that would fetch anything from outside stops the build.
+nb_ipywidgets_js: dict = {}
 
 html_theme = "sphinx_book_theme"
 html_static_path = ["_static"]

@@ -18,9 +18,14 @@ skipped with a note, on the console and on the landing page):
    notebook finds its ``ref/`` files. The executed notebook is cached under
    ``build/.site-cache/``, keyed on the notebook's content, ``course_lib`` and ``ref/``: a second
    build reuses it and takes seconds;
-3. stage the notebooks with ``docs/`` (Sphinx configuration, landing page, static files) and a
+3. make every output offline (:func:`offline_page`: widget outputs fall back to their text, an
+   HTML/SVG/JavaScript output that would load anything from outside the site is replaced by its
+   plain-text form);
+4. stage the notebooks with ``docs/`` (Sphinx configuration, landing page, static files) and a
    local copy of MathJax 3 (npm's ``mathjax@3``, installed into ``.cache/mathjax/`` by
-   ``tools/install_system_deps.sh``) and run Sphinx with MyST-NB and the book theme.
+   ``tools/install_system_deps.sh``) and run Sphinx with MyST-NB and the book theme;
+5. scan the built pages (:func:`external_requests`): a page that would still load anything from
+   outside the machine stops the build. The site must work in a classroom with no internet.
 
 Why Sphinx + MyST-NB + sphinx-book-theme rather than Jupyter Book 2: it is the same ecosystem
 (Jupyter Book 1 *is* this stack) but builds fully offline; Jupyter Book 2 downloads its theme at
@@ -85,6 +90,78 @@ class Lab:
     name: str
     notebook: Path  # the notebook the page is made from
     workdir: Path  # working directory when executing it (has ref/)
+
+
+# --------------------------------------------------------------------------- offline pages
+
+#: Output formats that only a widget manager loaded from a CDN can show.
+WIDGET_MIMES: tuple[str, ...] = ("application/vnd.jupyter.widget-view+json",
+                                 "application/vnd.jupyter.widget-state+json")
+#: Output formats that a browser renders and that can load other resources.
+ACTIVE_MIMES: tuple[str, ...] = ("text/html", "image/svg+xml", "application/javascript",
+                                 "text/markdown", "application/vnd.plotly.v1+json")
+#: A URL that leaves the machine: a scheme-relative or http(s) address not on the loopback.
+_REMOTE = r"""(?:https?:)?//(?!(?:127\.\d+\.\d+\.\d+|localhost|\[::1\])[:/"'\s>])[^\s"'<>)]+"""
+#: Places in HTML and CSS where a browser fetches a URL by itself (links one clicks are fine).
+_FETCHES = re.compile(
+    r"""<(?:script|img|iframe|embed|source|video|audio|track|input|frame)\b[^>]*?\s(?:src|srcset|poster)\s*=\s*["']?\s*(""" + _REMOTE + r")"
+    r"""|<link\b[^>]*?\shref\s*=\s*["']?\s*(""" + _REMOTE + r")"
+    r"""|<object\b[^>]*?\sdata\s*=\s*["']?\s*(""" + _REMOTE + r")"
+    r"""|<image\b[^>]*?\s(?:xlink:)?href\s*=\s*["']?\s*(""" + _REMOTE + r")"
+    r"""|url\(\s*["']?\s*(""" + _REMOTE + r")"
+    r"""|@import\s+["'](""" + _REMOTE + r")"
+    r"""|(?:require|import|fetch|importScripts)\s*\(\s*\[?\s*["'](""" + _REMOTE + r")",
+    re.IGNORECASE)
+
+
+def remote_fetches(text: str) -> list[str]:
+    """The URLs outside this machine that HTML, CSS or JavaScript ``text`` would load by itself."""
+    return [next(g for g in m.groups() if g) for m in _FETCHES.finditer(text)]
+
+
+def _text(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else "".join(value)
+
+
+def offline_page(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose outputs load nothing from outside the site.
+
+    Widget outputs (a tqdm bar in a notebook front end) keep only their plain-text form, and the
+    notebook's saved widget state goes: showing them needs require.js and a widget manager from a
+    CDN. A rich output (HTML, SVG, JavaScript, Markdown) that would fetch an outside URL is
+    dropped in favour of the output's text form, or a one-line note when it has none.
+    """
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if not data:
+                continue
+            removed = [m for m in WIDGET_MIMES if m in data]
+            removed += [m for m in ACTIVE_MIMES if m in data and remote_fetches(_text(data[m]))]
+            for mime in removed:
+                del data[mime]
+            if removed and not data:
+                data["text/plain"] = (f"[output not shown on the site: {removed[0]} would load "
+                                      "files from outside this site]")
+    return nb
+
+
+def external_requests(site_dir: Path) -> dict[str, list[str]]:
+    """Pages (HTML, CSS, JS under ``site_dir``) that would load something from outside the machine."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(site_dir.rglob("*")):
+        if path.suffix not in {".html", ".css", ".js"} or not path.is_file():
+            continue
+        if "_static/mathjax" in path.as_posix():  # MathJax's own code names its CDN as a default only
+            continue
+        urls = remote_fetches(path.read_text(errors="replace"))
+        if urls:
+            found[path.relative_to(site_dir).as_posix()] = sorted(set(urls))
+    return found
 
 
 # --------------------------------------------------------------------------- discovery
@@ -452,7 +529,7 @@ def build(student: bool = False, strict: bool = False, rerun: bool = False, quic
                                    quick=quick)
             say(f"{name}: " + ("reused cached execution" if cached
                                else f"executed in {time.perf_counter() - t:.1f} s"))
-        pages.append((name, page))
+        pages.append((name, offline_page(page)))
 
     # Stage: docs/ + notebooks + MathJax, rewriting only files whose content changed.
     notes = [] if student else note_pages()
@@ -491,6 +568,11 @@ def build(student: bool = False, strict: bool = False, rerun: bool = False, quic
     if result.returncode != 0:
         raise SiteError(f"sphinx-build failed (exit {result.returncode}); see the messages above")
     say(f"sphinx: {time.perf_counter() - t:.1f} s, {len(warnings)} warning line(s)")
+    outside = external_requests(out)
+    if outside:
+        listing = "; ".join(f"{page}: {', '.join(urls[:3])}" for page, urls in outside.items())
+        raise SiteError(f"pages would load files from outside the machine (no internet in many "
+                        f"classrooms): {listing}")
     index_html = out / "index.html"
     say(f"wrote {index_html.relative_to(ROOT) if index_html.is_relative_to(ROOT) else index_html}"
         f" ({len(pages)} lab(s)) in {time.perf_counter() - t0:.1f} s")
