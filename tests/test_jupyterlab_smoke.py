@@ -12,7 +12,7 @@ prompt) and driven in Debian's headless Chromium (tools/browser.py). For each la
   with no error output, and Validate reports success.
 
 The release notebooks come from release/ when it matches the current source notebooks;
-otherwise they are generated afresh into a temporary course with the lead's
+otherwise they are generated afresh into a temporary course with the course's
 ``tools.pipeline.release`` (real ``nbgrader generate_assignment``), never into release/.
 Screenshots: build/screenshots/jupyterlab-<lab>-{release,source}.png.
 """

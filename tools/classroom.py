@@ -14,7 +14,7 @@ variant of ``tools/variants/<lab>.py`` (the solution, a correct alternative, a r
 mistake, several mistakes, or the untouched release), plus a few broken submissions (invalid
 JSON, a folder without the notebook, no submission at all) whose expected outcome is "not
 graded". The expected score of every variant is found by grading each *distinct* variant once
-with the lead's serial pipeline (``tools.pipeline.autograde``) in a scratch course, and checked
+with the course's serial pipeline (``tools.pipeline.autograde``) in a scratch course, and checked
 against what the variants declare (correct ones at full marks, a mutant at 0 in the tests it
 names). It is cached in ``<course>/calibration/`` keyed by the notebook and variants' hashes.
 ``classroom.json`` holds the roster with each student's variant and expected score.
@@ -148,7 +148,7 @@ def _calibration_key(course: Path, lab: str) -> str:
 def calibrate(course: Path, lab: str, variants: list[str], verbose: bool = True) -> dict[str, dict]:
     """Expected per-test scores of each distinct variant, by grading it once (cached).
 
-    Grading uses the lead's serial pipeline (``tools.pipeline.autograde``, SQLite) in a scratch
+    Grading uses the course's serial pipeline (``tools.pipeline.autograde``, SQLite) in a scratch
     course, independent of this module's driver. Returns variant -> {"cells": {gid: score},
     "total": float, "problems": [str]}; a problem means the variant does not do what it declares.
     """
