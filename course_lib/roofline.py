@@ -231,24 +231,34 @@ def device_name(device: str = "cpu") -> str:
 def spec_for_gpu(gpu_name: str) -> HardwareSpec | None:
     """The :data:`~course_lib.specs.HARDWARE` row matching a CUDA device name, or None.
 
+    Matches the names ``torch.cuda.get_device_name()`` reports, e.g. "NVIDIA A100-SXM4-80GB",
+    "NVIDIA A100 80GB PCIe", "NVIDIA H100 80GB HBM3" (SXM), "NVIDIA H100 PCIe". Variants
+    the table has no row for return None rather than a neighbour's figures: the H100 NVL and
+    H200 NVL (other bandwidth or clocks), the GH200 (its name contains "H200"), laptop and
+    "D" versions of the RTX 4090, the L40/L40S.
+
     >>> spec_for_gpu("NVIDIA H100 80GB HBM3").name
     'H100 SXM'
+    >>> spec_for_gpu("NVIDIA A100 80GB PCIe").name
+    'A100 80GB PCIe'
     """
-    name = gpu_name.upper()
+    name = gpu_name.upper().replace("-", " ")
+    words = set(name.split())
+    if words & {"NVL", "LAPTOP", "MOBILE", "D"} or "GH200" in name or "L40" in name:
+        return None
     rules = [
         (("H200",), "H200 SXM"),
         (("H100", "PCIE"), "H100 PCIe"),
         (("H100",), "H100 SXM"),
-        (("A100", "40GB"), "A100 40GB SXM"),
+        (("A100", "80GB", "PCIE"), "A100 80GB PCIe"),
+        (("A100", "40GB"), "A100 40GB SXM"),  # PCIe 40GB: same 1.555 TB/s and 312 TFLOP/s
         (("A100",), "A100 80GB SXM"),
         (("L4",), "L4"),
         (("4090",), "RTX 4090"),
         (("T4",), "T4"),
         (("MI300X",), "MI300X"),
     ]
-    for words, key in rules:
-        if all(w in name for w in words) and key in HARDWARE:
-            if words == ("L4",) and "L40" in name:
-                continue
-            return HARDWARE[key]
+    for parts, key in rules:
+        if all(part in words or (len(part) > 3 and part in name) for part in parts):
+            return HARDWARE.get(key)
     return None

@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LAB_FILE = ROOT / "labs" / "lab02_roofline.py"
 NOTEBOOK = ROOT / "source" / "lab02_roofline" / "lab02_roofline.ipynb"
 SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION", re.S | re.M)
-TEST_IDS = ["test_attention_flops", "test_attention_bytes", "test_roofline_model",
-            "test_decode_tokens_per_s_bound", "test_bad_input"]
+CORE_IDS = ["test_attention_flops", "test_attention_bytes", "test_roofline_model", "test_roofline_seconds",
+            "test_decode_tokens_per_s_bound"]
+TEST_IDS = [t for core in CORE_IDS for t in (core, core + "_validation")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,6 +106,24 @@ def test_spec_for_gpu_matches_names():
     assert roofline.spec_for_gpu("NVIDIA L4").name == "L4"
     assert roofline.spec_for_gpu("NVIDIA L40S") is None
     assert roofline.spec_for_gpu("Tesla T4").name == "T4"
+    assert roofline.spec_for_gpu("NVIDIA A100-PCIE-40GB").name == "A100 40GB SXM"  # same 1.555 TB/s
+    assert roofline.spec_for_gpu("NVIDIA H200").name == "H200 SXM"
+    assert roofline.spec_for_gpu("NVIDIA GeForce RTX 4090").name == "RTX 4090"
+    assert roofline.spec_for_gpu("AMD Instinct MI300X").name == "MI300X"
+
+
+def test_spec_for_gpu_maps_a100_80gb_pcie_to_its_own_row():
+    # torch.cuda.get_device_name() on an A100 80GB PCIe; the SXM row has 2.039 TB/s, this card 1.935
+    spec = roofline.spec_for_gpu("NVIDIA A100 80GB PCIe")
+    assert spec is not None and spec.name == "A100 80GB PCIe"
+    assert spec.mem_bandwidth == pytest.approx(1.935e12)
+
+
+@pytest.mark.parametrize("name", ["NVIDIA H100 NVL", "NVIDIA H200 NVL", "NVIDIA GH200 480GB", "NVIDIA L40",
+                                  "NVIDIA GeForce RTX 4090 Laptop GPU", "NVIDIA GeForce RTX 4090 D",
+                                  "Tesla V100-SXM2-16GB", "NVIDIA RTX A4000"])
+def test_spec_for_gpu_gives_no_neighbour_figures(name):
+    assert roofline.spec_for_gpu(name) is None
 
 
 def test_device_name_of_cpu():
@@ -247,6 +266,9 @@ def test_mutant_is_caught_with_its_message(mutant):
     for gid in mutant["fails"]:
         assert results[gid], f"{mutant['name']}: {gid} passed"
         assert mutant["message"] in results[gid], f"{mutant['name']}: {results[gid]}"
+    # partial credit: a mistake loses the points of its own tests only
+    knock_on = {gid: r for gid, r in results.items() if r and gid not in mutant["fails"]}
+    assert not knock_on, f"{mutant['name']} also fails {knock_on}"
     assert all(not r.startswith("wrote to stderr") for r in results.values())
 
 

@@ -76,9 +76,24 @@ _ATTAINABLE = '''def attainable_flops(intensity, peak_flops, mem_bandwidth):
 
 
 def _roofline(intensity: str = "flops / bytes_moved", ridge: str = "peak_flops / mem_bandwidth",
-              attainable: str = "min(peak_flops, intensity * mem_bandwidth)") -> str:
-    return "\n\n".join([_INTENSITY.format(expr=intensity), _RIDGE.format(expr=ridge),
+              attainable: str = "min(peak_flops, intensity * mem_bandwidth)", check: bool = True) -> str:
+    cell = "\n\n".join([_INTENSITY.format(expr=intensity), _RIDGE.format(expr=ridge),
                         _ATTAINABLE.format(expr=attainable)])
+    return cell if check else _drop_checks(cell)
+
+
+def _drop_checks(cell: str) -> str:
+    """The same cell without its `if ...: raise ValueError(...)` lines (right numbers, no validation)."""
+    lines = cell.splitlines(keepends=True)
+    out = []
+    for i, line in enumerate(lines):
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.lstrip().startswith("if ") and "raise ValueError" in nxt:
+            continue
+        if "raise ValueError" in line:
+            continue
+        out.append(line)
+    return "".join(out)
 
 
 _DECODE = '''def decode_tokens_per_s_bound(weight_bytes, kv_cache_bytes, mem_bandwidth, batch_size=1):
@@ -89,12 +104,29 @@ _DECODE = '''def decode_tokens_per_s_bound(weight_bytes, kv_cache_bytes, mem_ban
 '''
 
 
-def _decode(expr: str) -> str:
-    return _DECODE.format(expr=expr)
+def _decode(expr: str, check: bool = True) -> str:
+    cell = _DECODE.format(expr=expr)
+    return cell if check else _drop_checks(cell)
+
+
+_SECONDS = '''def roofline_seconds(flops, bytes_moved, peak_flops, mem_bandwidth):
+    """Least time of a kernel: compute and memory traffic overlapped."""
+    if flops < 0 or bytes_moved < 0:
+        raise ValueError("flops and bytes_moved must be >= 0")
+    if peak_flops <= 0 or mem_bandwidth <= 0:
+        raise ValueError("peak_flops and mem_bandwidth must be > 0")
+    return {expr}
+'''
+
+
+def _seconds(expr: str, check: bool = True) -> str:
+    cell = _SECONDS.format(expr=expr)
+    return cell if check else _drop_checks(cell)
 
 
 _RIGHT_FLOPS = "    return n_heads * (4 * n_q * n_kv * head_dim + 5 * n_q * n_kv)\n"
 _RIGHT_DECODE = "batch_size * mem_bandwidth / (weight_bytes + batch_size * kv_cache_bytes)"
+_RIGHT_SECONDS = "max(flops / peak_flops, bytes_moved / mem_bandwidth)"
 
 # --------------------------------------------------------------------------------------------
 # Correct implementations written differently
@@ -111,6 +143,8 @@ CORRECT: dict[str, dict[str, str]] = {
         "roofline_model": _roofline(attainable="peak_flops if intensity >= peak_flops / mem_bandwidth "
                                                "else intensity * mem_bandwidth"),
         "decode_tokens_per_s_bound": _decode("1.0 / ((weight_bytes / batch_size + kv_cache_bytes) / mem_bandwidth)"),
+        "roofline_seconds": _seconds("flops / peak_flops if flops / peak_flops > bytes_moved / mem_bandwidth "
+                                     "else bytes_moved / mem_bandwidth"),
     },
     # NumPy scalars everywhere (np.int64 counts, np.float64 rates) and a loop over heads
     "numpy_loops": {
@@ -135,12 +169,15 @@ CORRECT: dict[str, dict[str, str]] = {
                                     attainable="__import__('numpy').minimum(peak_flops, intensity * mem_bandwidth)"),
         "decode_tokens_per_s_bound": _decode("__import__('numpy').float64(batch_size) * mem_bandwidth / "
                                              "(weight_bytes + batch_size * kv_cache_bytes)"),
+        "roofline_seconds": _seconds("__import__('numpy').maximum(__import__('numpy').float64(flops) / peak_flops, "
+                                     "bytes_moved / mem_bandwidth)"),
     },
     # float arithmetic that stays integral, GB/s converted back and forth
     "unit_roundtrip": {
         "attention_flops": _flops("    return float(n_heads * (4.0 * n_q * n_kv * head_dim + 5.0 * n_q * n_kv))\n"),
         "decode_tokens_per_s_bound": _decode(
             "batch_size / ((weight_bytes + batch_size * kv_cache_bytes) / 1e9 / (mem_bandwidth / 1e9))"),
+        "roofline_seconds": _seconds("max(flops / 1e12 / (peak_flops / 1e12), bytes_moved / 1e9 / (mem_bandwidth / 1e9))"),
     },
     # helpers per matmul and per tensor, a ValueError subclass, validation by any()/all(),
     # attainable_flops reusing ridge_point (which validates peak and bandwidth itself),
@@ -219,6 +256,22 @@ def decode_tokens_per_s_bound(weight_bytes, kv_cache_bytes, mem_bandwidth, batch
     tokens_per_step = batch_size
     return tokens_per_step / step_seconds
 ''',
+        # the time through the roofline: flops / attainable FLOP/s, reusing the student's own functions
+        "roofline_seconds": '''
+def roofline_seconds(flops, bytes_moved, peak_flops, mem_bandwidth):
+    for name, value in {"flops": flops, "bytes_moved": bytes_moved}.items():
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0")
+    for name, value in {"peak_flops": peak_flops, "mem_bandwidth": mem_bandwidth}.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0")
+    if bytes_moved == 0:
+        return flops / peak_flops
+    rate = attainable_flops(arithmetic_intensity(flops, bytes_moved), peak_flops, mem_bandwidth)
+    if flops == 0:
+        return bytes_moved / mem_bandwidth
+    return flops / rate
+''',
     },
 }
 
@@ -230,6 +283,7 @@ _F = "test_attention_flops"
 _B = "test_attention_bytes"
 _R = "test_roofline_model"
 _D = "test_decode_tokens_per_s_bound"
+_T = "test_roofline_seconds"
 
 MUTANTS: list[dict] = [
     # attention_flops
@@ -325,19 +379,53 @@ MUTANTS: list[dict] = [
      "cells": {"decode_tokens_per_s_bound": _decode("(weight_bytes + batch_size * kv_cache_bytes) / "
                                                     "(batch_size * mem_bandwidth)")},
      "fails": [_D], "message": "seconds per token"},
+    # time of a kernel
+    {"name": "seconds_sum",
+     "cells": {"roofline_seconds": _seconds("flops / peak_flops + bytes_moved / mem_bandwidth")},
+     "fails": [_T], "message": "added compute time and memory time"},
+    {"name": "seconds_min",
+     "cells": {"roofline_seconds": _seconds("min(flops / peak_flops, bytes_moved / mem_bandwidth)")},
+     "fails": [_T], "message": "the smaller of the two times"},
+    {"name": "seconds_compute_only",
+     "cells": {"roofline_seconds": _seconds("flops / peak_flops")},
+     "fails": [_T], "message": "used only the compute time"},
+    {"name": "seconds_memory_only",
+     "cells": {"roofline_seconds": _seconds("bytes_moved / mem_bandwidth")},
+     "fails": [_T], "message": "used only the memory time"},
+    {"name": "seconds_milliseconds",
+     "cells": {"roofline_seconds": _seconds(f"1000 * {_RIGHT_SECONDS}")},
+     "fails": [_T], "message": "milliseconds instead of seconds"},
     # `n_kv_heads or n_heads`: a plausible idiom for the None default, but n_kv_heads=0 then
     # means MHA instead of raising the ValueError the statement asks for
     {"name": "kv_heads_or_default",
      "cells": {"attention_bytes": _BYTES_HEAD.replace("    if n_kv_heads is None:\n        n_kv_heads = n_heads\n",
                                                       "    n_kv_heads = n_kv_heads or n_heads\n")
                + _BYTES_CHECK + _bytes_terms()},
-     "fails": ["test_bad_input"], "message": "expected it to raise ValueError"},
-    # no input validation anywhere: right numbers, no ValueError
-    {"name": "no_validation",
-     "cells": {"attention_flops": _flops(_RIGHT_FLOPS, check=False),
-               "attention_bytes": _bytes(_bytes_terms(), check=False)},
-     "fails": ["test_bad_input"], "message": "expected it to raise ValueError"},
+     "fails": ["test_attention_bytes_validation"], "message": "expected it to raise ValueError"},
+    # right numbers, no input validation: each loses only the point of its validation test
+    {"name": "flops_no_validation",
+     "cells": {"attention_flops": _flops(_RIGHT_FLOPS, check=False)},
+     "fails": ["test_attention_flops_validation"], "message": "expected it to raise ValueError"},
+    {"name": "bytes_no_validation",
+     "cells": {"attention_bytes": _bytes(_bytes_terms(), check=False)},
+     "fails": ["test_attention_bytes_validation"], "message": "expected it to raise ValueError"},
+    {"name": "roofline_no_validation",
+     "cells": {"roofline_model": _roofline(check=False)},
+     "fails": ["test_roofline_model_validation"], "message": "expected ValueError"},
+    {"name": "seconds_no_validation",
+     "cells": {"roofline_seconds": _seconds(_RIGHT_SECONDS, check=False)},
+     "fails": ["test_roofline_seconds_validation"], "message": "expected ValueError"},
+    {"name": "decode_no_validation",
+     "cells": {"decode_tokens_per_s_bound": _decode(_RIGHT_DECODE, check=False)},
+     "fails": ["test_decode_tokens_per_s_bound_validation"], "message": "expected it to raise ValueError"},
+    # validates sizes but forgets the GQA divisibility check
+    {"name": "bytes_no_group_check",
+     "cells": {"attention_bytes": _BYTES_HEAD + _BYTES_CHECK.replace(
+         "    if n_heads % n_kv_heads:\n        raise ValueError(\"n_heads must be a multiple of n_kv_heads\")\n", "")
+         + _bytes_terms()},
+     "fails": ["test_attention_bytes_validation"], "message": "expected it to raise ValueError"},
 ]
 
 # One mistake per cell for the demo's "mistakes" submission.
-SAMPLE_MISTAKES: list[str] = ["flops_no_muladd", "bytes_fused_counts_sp", "ridge_gbps", "decode_kv_once"]
+SAMPLE_MISTAKES: list[str] = ["flops_no_muladd", "bytes_fused_counts_sp", "ridge_gbps", "seconds_sum",
+                               "decode_kv_once"]
