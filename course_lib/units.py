@@ -1,10 +1,14 @@
 """Units: bytes, decimal vs binary prefixes, and one formatting helper.
 
-The course never writes a bare "GB". Vendors quote memory and bandwidth in
-decimal units (1 GB = 10**9 bytes, 1 TB/s = 10**12 bytes/s); operating systems
-and PyTorch report binary units (1 GiB = 2**30 bytes). The two differ by 7.4%
-at the giga scale, which is exactly the size of mistake students make when they
-compare "80 GB" on a datasheet with "80 GiB" from their own arithmetic.
+The course never writes a bare "GB". Decimal units (1 GB = 10**9 bytes, 1 TB/s
+= 10**12 bytes/s) are what vendors use for **bandwidth** and for file and disk
+sizes; binary units (1 GiB = 2**30 bytes) are what operating systems, drivers
+and PyTorch report. GPU memory **capacity** is binary too, whatever the label
+says: a card sold as "80GB" holds about 80 GiB (nvidia-smi reports 81920 MiB for
+an A100 80GB), i.e. 85.9 * 10**9 bytes, not 80 * 10**9. The two prefixes differ
+by 7.4% at the giga scale: reading a capacity label as decimal understates the
+card by that much, and printing a byte count in the wrong unit overstates or
+understates it by the same factor.
 """
 
 from __future__ import annotations
