@@ -5,8 +5,28 @@ Facts behind these settings: ../shared/facts/NBGRADER.md.
 """
 
 import os
+import sys
 
 c = get_config()  # noqa: F821 - provided by nbgrader
+
+# `tools` is the course repository's package (the sandbox, the integrity check): nbgrader
+# started here, or the formgrader, imports it by the names below. It is found next to this file
+# or, for a copy of the course folder elsewhere, next to the installed course_lib.
+def _course_repository():
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.isdir(os.path.join(here, "tools")):
+        return here
+    try:
+        import course_lib
+    except ImportError:
+        return None
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(course_lib.__file__)))
+    return repo if os.path.isfile(os.path.join(repo, "tools", "sandbox.py")) else None
+
+
+_repo = _course_repository()
+if _repo is not None and _repo not in sys.path:
+    sys.path.insert(0, _repo)
 
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "kv-cache-course"
@@ -30,8 +50,14 @@ c.IgnorePattern.pattern = r"\w*Warning: "
 
 # nbgrader's LimitOutput counts lines only; one huge line would still bloat the notebook and
 # the feedback. CapOutputSize cuts each output to 100,000 characters.
+#
+# One grading path: `make autograde` (tools/pipeline.py), `nbgrader autograde` on the command
+# line and the formgrader's Autograde button all run student code in the grading sandbox
+# (CourseExecute: bwrap where it works, else a warning; KVCOURSE_SANDBOX=1 makes that an error)
+# and then the integrity check (the post-convert hook; tools/pipeline.py runs it itself, for a
+# whole batch at once). A submission whose integrity check cannot run has its points held.
 c.Autograde.autograde_preprocessors = [
-    "nbgrader.preprocessors.Execute",
+    "tools.sandbox.CourseExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -40,10 +66,15 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+c.Autograde.post_convert_hook = "tools.pipeline.integrity_hook"
 
-# Feedback must not show the hidden tests.
+# Feedback must not show the hidden tests, nor anything graded code printed while or after
+# they ran (tools/sandbox.py: StripHiddenTestOutput), nor files of the graded folder such as the
+# reference outputs in ref/ (clean_feedback_folder keeps only the HTML pages).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "tools.sandbox.StripHiddenTestOutput",
     "nbgrader.preprocessors.ClearHiddenTests",
 ]
+c.GenerateFeedback.post_convert_hook = "tools.sandbox.clean_feedback_folder"

@@ -197,31 +197,103 @@ def _cell_key(cell) -> str:
     return cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
 
 
-def student_cells(submission, source) -> list:
-    """Code cells whose content the student controls: answer cells and cells the student added.
+_HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.DOTALL)
 
-    Locked and test cells are restored from the source by nbgrader, and ordinary source cells
-    are trusted in the second opinion, so neither counts.
-    """
-    source_ids = {c.get("id") for c in source.cells}
-    solution_ids = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
-                    if c.metadata.get("nbgrader", {}).get("solution")}
+
+def _norm(code: str) -> str:
+    """A cell's code without hidden tests (the student's copy never has them), blank lines
+    and trailing spaces: what must be equal for a cell to count as unchanged."""
+    return "\n".join(line.rstrip() for line in _HIDDEN.sub("", code).splitlines() if line.strip())
+
+
+def answer_cells(submission, source) -> dict[str, object]:
+    """The submission's answer cells that the second opinion trusts: grade_id -> cell.
+
+    A submission cell is the answer cell of a source answer cell (a code cell with nbgrader's
+    ``solution`` flag) when: it is a code cell; its metadata says ``solution`` and neither
+    ``grade`` nor ``locked`` (an answer is never a test); its grade_id occurs once in the whole
+    submission (a copied cell keeps its metadata, so a duplicate id leaves both copies out); and
+    it comes after the answer cells matched before it, in the source's order (a cell moved above
+    an earlier answer is left out). Every other cell is untrusted: scanned, never used."""
+    occurrences: dict[str, int] = {}
+    for cell in submission.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid is not None:
+            occurrences[gid] = occurrences.get(gid, 0) + 1
+    index = {}
+    for i, cell in enumerate(submission.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        gid = meta.get("grade_id")
+        if (cell.cell_type == "code" and gid is not None and occurrences[gid] == 1 and meta.get("solution")
+                and not meta.get("grade") and not meta.get("locked")):
+            index[gid] = i
+    out = {}
+    last = -1
+    for cell in source.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        gid = meta.get("grade_id")
+        if cell.cell_type == "code" and meta.get("solution") and gid in index and index[gid] > last:
+            out[gid] = submission.cells[index[gid]]
+            last = index[gid]
+    return out
+
+
+def student_cells(submission, source) -> list:
+    """Code cells whose content the student controls; the scan reads every one of them.
+
+    That is every code cell of the submission except those equal (hidden tests, blank lines
+    and trailing spaces aside) to the source cell with the same grade_id (a locked cell nbgrader
+    restores anyway) or, for a cell without grade_id, the same cell id: answer cells, added cells,
+    edited cells, and cells with a grade_id the source does not have or has only once."""
+    by_gid = {c.metadata["nbgrader"]["grade_id"]: c for c in source.cells
+              if c.metadata.get("nbgrader", {}).get("grade_id") and c.cell_type == "code"}
+    by_id = {c.get("id"): c for c in source.cells if c.cell_type == "code" and c.get("id")
+             and not c.metadata.get("nbgrader", {}).get("grade_id")}
+    answers = {gid for gid, c in by_gid.items() if c.metadata["nbgrader"].get("solution")}
     out = []
     for cell in submission.cells:
         if cell.cell_type != "code":
             continue
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in solution_ids or (gid is None and cell.get("id") not in source_ids):
+        twin = by_gid.get(gid) if gid else by_id.get(cell.get("id"))
+        if gid in answers or twin is None or _norm(cell.source) != _norm(twin.source):
             out.append(cell)
     return out
 
 
+def structure_findings(submission, source) -> list[Finding]:
+    """Cells whose nbgrader metadata does not match the source: a grade_id the lab does not
+    have, a grade_id used twice, an answer cell out of place or claiming to be a test."""
+    source_ids = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
+                  if c.metadata.get("nbgrader", {}).get("grade_id")}
+    trusted = answer_cells(submission, source)
+    answers = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
+               if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    findings, seen = [], {}
+    for cell in submission.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid is None:
+            continue
+        seen[gid] = seen.get(gid, 0) + 1
+        if gid not in source_ids and cell.cell_type == "code":
+            findings.append(Finding(SUSPICIOUS, gid, 0, f"a cell with grade id {gid!r}, which the lab does not "
+                                                         "have (scanned, not trusted)"))
+    for gid, count in sorted(seen.items()):
+        if count > 1 and gid in source_ids:
+            findings.append(Finding(SUSPICIOUS, gid, 0, f"grade id {gid!r} appears {count} times"))
+    for gid in sorted(answers - set(trusted)):
+        if seen.get(gid) == 1:
+            findings.append(Finding(SUSPICIOUS, gid, 0, f"answer cell {gid!r} is out of place or its metadata "
+                                                        "changed: the second opinion cannot use it"))
+    return findings
+
+
 def scan(submission, source) -> list[Finding]:
-    """Every finding in the student's cells of a submission."""
+    """Every finding in the student's cells of a submission, and in its cell structure."""
     findings = []
     for cell in student_cells(submission, source):
         findings.extend(scan_source(cell.source, _cell_key(cell)))
-    return findings
+    return findings + structure_findings(submission, source)
 
 
 # ---- definitions only ------------------------------------------------------------------------
@@ -302,68 +374,100 @@ def definitions_only(code: str) -> str:
 
 
 def second_opinion_notebook(submission, source):
-    """The instructor's notebook with the student's answers reduced to their definitions."""
-    answers: dict[str, str] = {}
-    pending: list[str] = []
-    solution_ids = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
-                    if c.metadata.get("nbgrader", {}).get("solution")}
-    source_ids = {c.get("id") for c in source.cells}
-    for cell in submission.cells:
-        if cell.cell_type != "code":
-            continue
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in solution_ids:
-            answers[gid] = "\n\n".join(pending + [definitions_only(cell.source)])
-            pending = []
-        elif gid is None and cell.get("id") not in source_ids:
-            pending.append(definitions_only(cell.source))  # a cell the student added
+    """The instructor's notebook with the student's answers reduced to their definitions.
+
+    Only the answer cells of :func:`answer_cells` are used; code in cells the student added
+    (or anywhere else) is left out. A missing answer cell raises NotImplementedError, as an
+    untouched answer does."""
+    answers = {gid: definitions_only(cell.source) for gid, cell in answer_cells(submission, source).items()}
     nb = nbformat.v4.new_notebook(metadata=source.metadata)
     for cell in source.cells:
         new = nbformat.from_dict(cell)
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in solution_ids and cell.cell_type == "code":
-            new.source = answers.get(gid, "raise NotImplementedError('answer cell missing')")
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            new.source = answers.get(meta["grade_id"],
+                                     "raise NotImplementedError('answer cell missing, duplicated or moved')")
         if new.cell_type == "code":
             new.outputs, new.execution_count = [], None
         nb.cells.append(new)
     return nb
 
 
-def second_opinion(submission_path: Path, source_path: Path, timeout: int = 300) -> dict[str, bool]:
+class SecondOpinionError(RuntimeError):
+    """The second opinion could not be computed (dead kernel, time limit, cells not run)."""
+
+
+def _configured_timeout(source_path: Path) -> int:
+    """``Execute.timeout`` of the course's nbgrader_config.py (120 s), as nbgrader used it."""
+    try:
+        from tools.pipeline import _load_config
+
+        root = source_path.resolve().parents[2]
+        value = _load_config(root).Execute.get("timeout")
+        return int(value) if value else 120
+    except Exception:  # noqa: BLE001 - no readable config: nbgrader's course default
+        return 120
+
+
+def second_opinion(submission_path: Path, source_path: Path, timeout: int | None = None,
+                   files_from: Path | None = None) -> dict[str, bool]:
     """Run the second opinion; return test grade_id -> passed.
 
-    The kernel runs in an empty temporary folder holding only the lab's reference files
-    (``ref/``), without the notebook and without nbgrader's environment variables, inside the
-    grading sandbox (tools/sandbox.py) wherever autograde uses it.
+    Raises :class:`SecondOpinionError` (or the kernel's own error) when it cannot be computed:
+    the kernel died or was killed, a cell ran past the time limit and could not be interrupted,
+    or a test cell did not run. The caller must count that as a failure, never as a pass.
+
+    To be hard to tell apart from nbgrader's run, it runs the way nbgrader's autograde does:
+    nbgrader's own Execute preprocessor (the sandboxed one wherever autograde uses the sandbox:
+    same kernel command, same kind of throw-away uid, same limits), ``NBGRADER_EXECUTION=autograde``
+    and no other nbgrader variable, the same per-cell time limit (``timeout``: None = nbgrader_config.py's),
+    and a working folder with the lab's name (``/home/student/<lab>`` in the sandbox) holding the same
+    files as the graded folder (``files_from``, the submission's ``autograded/`` folder; default
+    the source's ``ref/``), without any notebook.
     """
-    from nbclient import NotebookClient
+    from nbgrader import utils
+    from nbgrader.preprocessors import Execute
 
     from tools import sandbox
 
-    client_class = sandbox.SandboxNotebookClient if sandbox.enabled() else NotebookClient
+    executor_class = sandbox.SandboxExecute if sandbox.enabled() else Execute
     submission = nbformat.read(submission_path, as_version=4)
     source = nbformat.read(source_path, as_version=4)
     nb = second_opinion_notebook(submission, source)
-    workdir = Path(tempfile.mkdtemp(prefix="kvcourse-2nd-"))
+    lab = source_path.parent.name
+    tmp = Path(tempfile.mkdtemp(prefix="kvcourse-2nd-"))
+    workdir = tmp / lab
     try:
-        ref = source_path.parent / "ref"
-        if ref.is_dir():
-            shutil.copytree(ref, workdir / "ref")
+        if files_from is not None and Path(files_from).is_dir():
+            shutil.copytree(files_from, workdir, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"),
+                            symlinks=False)
+        else:
+            workdir.mkdir()
+            ref = source_path.parent / "ref"
+            if ref.is_dir():
+                shutil.copytree(ref, workdir / "ref")
+        os.chmod(tmp, 0o755)
         env_backup = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("NBGRADER")}
-        os.environ["NBGRADER_EXECUTION"] = "second_opinion"  # quick mode for benchmarks, not "autograde"
         try:
-            client = client_class(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                  resources={"metadata": {"path": str(workdir)}})
-            client.execute()
+            with utils.setenv(NBGRADER_EXECUTION="autograde"):
+                executor = executor_class(timeout=timeout or _configured_timeout(source_path),
+                                          interrupt_on_timeout=True, allow_errors=True, kernel_name="python3")
+                executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
         finally:
-            os.environ.pop("NBGRADER_EXECUTION", None)
+            for key in [k for k in os.environ if k.startswith("NBGRADER")]:
+                os.environ.pop(key)
             os.environ.update(env_backup)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        killed = __import__("tools.budget", fromlist=["x"]).pop_kill_reason(workdir)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if killed:
+        raise SecondOpinionError(killed)
     result = {}
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade"):
+            if cell.get("execution_count") is None:
+                raise SecondOpinionError(f"test cell {meta['grade_id']} did not run")
             result[meta["grade_id"]] = not any(
                 o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")
                 for o in cell.outputs)
@@ -375,7 +479,9 @@ class Verdict:
     """Integrity of one graded submission."""
 
     findings: list[Finding]
-    disagreements: list[str]  # tests nbgrader passed but the second opinion failed
+    disagreements: list[str]  # tests nbgrader passed but the second opinion failed (or could not check)
+    unverified: str = ""  # why the second opinion could not be computed ("" when it was)
+    note: str = ""  # what the instructor should know about the disagreements
 
     @property
     def held(self) -> bool:
@@ -383,7 +489,12 @@ class Verdict:
 
     def summary(self) -> str:
         parts = [str(f) for f in self.findings if f.severity == TAMPER][:3]
-        if self.disagreements:
+        if self.unverified:
+            parts.append(f"the second opinion could not be computed ({self.unverified}): points of "
+                         + ", ".join(self.disagreements) + " held")
+        elif self.disagreements:
             parts.append("second opinion fails " + ", ".join(self.disagreements))
+        if self.note and self.disagreements:
+            parts.append(self.note)
         parts += [str(f) for f in self.findings if f.severity == SUSPICIOUS][:2]
         return "; ".join(parts)

@@ -91,17 +91,27 @@ def make_api(root: Path = ROOT, for_release: bool = False, timeout: int | None =
     config.CourseDirectory.db_url = gradebook_db_url(root, config)
     if for_release:
         config.CourseDirectory.ignore = list(config.CourseDirectory.ignore) + list(REFERENCE_DIRS)
-    elif sandbox_tool.enabled() if sandbox is None else sandbox:
+    else:
         configured = config.Autograde.get("autograde_preprocessors")
         config.Autograde.autograde_preprocessors = sandbox_tool.autograde_preprocessors(
-            list(configured) if configured is not None else None)
-    if "preprocessors" in config.GenerateFeedback:
-        config.GenerateFeedback.preprocessors = sandbox_tool.feedback_preprocessors(
-            list(config.GenerateFeedback.preprocessors))
+            list(configured) if configured is not None else None,
+            sandbox=sandbox_tool.enabled() if sandbox is None else sandbox)
+    # the pipeline runs the integrity check itself, for the whole batch (nbgrader_config.py's
+    # hook is for `nbgrader autograde` and the formgrader)
+    config.Autograde.post_convert_hook = None
+    config.GenerateFeedback.preprocessors = sandbox_tool.feedback_preprocessors(
+        list(config.GenerateFeedback.get("preprocessors") or _default_feedback_preprocessors()))
+    config.GenerateFeedback.post_convert_hook = sandbox_tool.clean_feedback_folder
     if timeout is not None:
         config.Execute.timeout = timeout
     coursedir = CourseDirectory(config=config)
     return NbGraderAPI(coursedir=coursedir, config=config)
+
+
+def _default_feedback_preprocessors() -> list:
+    from nbgrader.converters.generate_feedback import GenerateFeedback
+
+    return list(GenerateFeedback.class_traits()["preprocessors"].default())
 
 
 def release(root: Path = ROOT) -> list[str]:
@@ -170,8 +180,13 @@ def _grade_one(api, root: Path, student: str, lab: str) -> GradeRun:
             result = api.autograde(lab, student, force=True, create=True)
         except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the batch
             result = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
+    from tools import budget
+
+    killed = budget.pop_kill_reason(Path(root) / "autograded" / student / lab)
+    if killed and result["success"]:  # a child was killed, the kernel lived: no points either way
+        result = {"success": False, "error": killed}
     return GradeRun(student, lab, bool(result["success"]), time.perf_counter() - start,
-                    "" if result["success"] else _short_error(result))
+                    "" if result["success"] else (killed or _short_error(result)))
 
 
 def autograde(root: Path = ROOT, pairs: list[tuple[str, str]] | None = None,
@@ -370,6 +385,9 @@ submit again, or ask your instructor.</p>
 
 def _advice(reason: str) -> str:
     text = reason.lower()
+    if "killed by the sandbox" in text:
+        return ("The grader stopped your notebook: all the processes it starts share one memory budget and "
+                "one limit on processes and threads. Look for a loop that allocates or forks without end.")
     if "json" in text:
         return "The file is not a valid notebook (its JSON is broken): was it edited outside Jupyter or cut short?"
     if "dead" in text or "died" in text:
@@ -440,17 +458,68 @@ def named_mistakes(notebook_path: Path) -> dict[str, str]:
     return out
 
 
-def _second_opinion_job(submitted: str, source: str, n_workers: int) -> dict[str, bool] | str:
+def _second_opinion_job(submitted: str, source: str, n_workers: int, graded: str | None = None) -> dict[str, bool] | str:
     """integrity.second_opinion (in a pool process when n_workers > 1, where kernels get their
-    share of the cores); the error text instead if it could not run (a timeout, a dead kernel)."""
+    share of the cores); the error text instead if it could not be computed (a timeout, a dead
+    or killed kernel): the caller holds the points of every test nbgrader passed."""
     from tools import integrity
 
     if n_workers > 1:
         _share_cores(n_workers)
     try:
-        return integrity.second_opinion(Path(submitted), Path(source))
+        return integrity.second_opinion(Path(submitted), Path(source),
+                                        files_from=Path(graded) if graded else None)
     except Exception as exc:  # noqa: BLE001 - one submission must not stop the check of the others
         return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def integrity_hook(assignment: str, student: str, notebooks: list[str]) -> None:
+    """``Autograde.post_convert_hook`` of nbgrader_config.py: the integrity check of one
+    submission right after ``nbgrader autograde`` (command line or formgrader) graded it, as
+    ``make autograde`` does for a batch. nbgrader ignores a failing hook, so any error here holds
+    every autograded point of the submission instead (manual score 0, with the reason)."""
+    root = Path(notebooks[0]).resolve().parents[3] if notebooks else Path.cwd()
+    run = GradeRun(student, assignment, True, 0.0)
+    try:
+        check_integrity(root, [run], verbose=True)
+    except Exception as exc:  # noqa: BLE001 - fail closed
+        reason = f"the integrity check failed ({type(exc).__name__}: {str(exc)[:200]})"
+        print(f"  integrity {assignment} / {student}: HELD: {reason}", flush=True)
+        _hold_all(root, student, assignment, reason)
+
+
+def _hold_all(root: Path, student: str, lab: str, reason: str) -> None:
+    """Hold every autograded point of one submission (manual score 0) and record why."""
+    from nbgrader.api import Gradebook
+
+    from tools import integrity
+
+    ledger_path = root / "integrity_holds.json"
+    ledger = set(map(tuple, json.loads(ledger_path.read_text()))) if ledger_path.exists() else set()
+    with Gradebook(gradebook_db_url(root)) as gb:
+        nb = gb.find_submission_notebook(lab, lab, student)
+        tests = []
+        for grade in nb.grades:
+            if grade.cell_type == "code":
+                grade.manual_score = 0.0
+                ledger.add((student, lab, grade.name))
+                tests.append(grade.name)
+        gb.db.commit()
+    ledger_path.write_text(json.dumps(sorted(ledger), indent=0))
+    verdict = integrity.Verdict([], sorted(tests), reason)
+    _save_verdicts(root, [GradeRun(student, lab, True, 0.0)], {(student, lab): verdict})
+
+
+def _added_code_note(submission, source) -> str:
+    from tools import integrity
+
+    trusted = {id(c) for c in integrity.answer_cells(submission, source).values()}
+    added = [c for c in integrity.student_cells(submission, source)
+             if id(c) not in trusted and integrity.definitions_only(c.source).strip() not in ("", "pass")]
+    if not added:
+        return ""
+    return (f"the second opinion uses only the answer cells: code in {len(added)} other cell(s) "
+            "(added or edited by the student) was left out; a helper defined there would be missing")
 
 
 def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
@@ -461,8 +530,10 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
     gradebook; a tamper finding holds all the submission's autograded points (manual score 0
     on every autograded test) for the instructor to review in the formgrader. The second
     opinions (one kernel each) run in ``workers`` processes; the gradebook is written from this
-    process only. A second opinion that cannot run (timeout, dead kernel) is noted, not held.
-    Verdicts are also kept in ``integrity_verdicts.json`` for a later ``report``.
+    process only. A second opinion that cannot be computed (its kernel dies, hangs, exits or is
+    killed) counts as failing every test nbgrader passed: those points are held, with the reason.
+    Verdicts are also kept in ``integrity_verdicts.json`` for a later ``report``, with the SHA-256
+    of the submitted and the autograded notebook they judged.
     """
     from concurrent.futures import ProcessPoolExecutor
 
@@ -488,33 +559,40 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
                 nb = gb.find_submission_notebook(run.lab, run.lab, run.student)
             except (MissingEntry, OSError, nbformat.reader.NotJSONError):
                 continue
-            findings = integrity.scan(submission, nbformat.read(source_path, as_version=4))
+            source = nbformat.read(source_path, as_version=4)
+            findings = integrity.scan(submission, source)
             passed = {g.name: (g.auto_score or 0) >= g.max_score for g in nb.grades
                       if g.cell_type == "code" and g.max_score}
-            checks.append((run, findings, passed))
+            checks.append((run, findings, passed, _added_code_note(submission, source)))
     # 2. second opinions, each in a fresh kernel
     jobs = {(run.student, run.lab): (str(root / "submitted" / run.student / run.lab / f"{run.lab}.ipynb"),
-                                     str(root / "source" / run.lab / f"{run.lab}.ipynb"))
-            for run, _, passed in checks if any(passed.values())}
+                                     str(root / "source" / run.lab / f"{run.lab}.ipynb"),
+                                     str(root / "autograded" / run.student / run.lab))
+            for run, _, passed, _ in checks if any(passed.values())}
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
-            futures = {key: pool.submit(_second_opinion_job, *paths, workers) for key, paths in jobs.items()}
-            second = {key: future.result() for key, future in futures.items()}
+            futures = {key: pool.submit(_second_opinion_job, sub, src, workers, graded)
+                       for key, (sub, src, graded) in jobs.items()}
+            second = {}
+            for key, future in futures.items():
+                try:
+                    second[key] = future.result()
+                except Exception as exc:  # noqa: BLE001 - a pool process that died: cannot be computed
+                    second[key] = f"{type(exc).__name__}: {str(exc)[:200]}"
     else:
-        second = {key: _second_opinion_job(sub, src, 1) for key, (sub, src) in jobs.items()}
+        second = {key: _second_opinion_job(sub, src, 1, graded) for key, (sub, src, graded) in jobs.items()}
     # 3. verdicts into the gradebook (holds placed or lifted)
     verdicts: dict[tuple[str, str], object] = {}
     with Gradebook(url) as gb:
-        for run, findings, passed in checks:
+        for run, findings, passed, note in checks:
             opinion = second.get((run.student, run.lab), {})
-            if isinstance(opinion, str):  # could not run: noted for the instructor, no points withheld
-                findings = [*findings, integrity.Finding(integrity.SUSPICIOUS, "-", 0,
-                                                         f"the second opinion could not run ({opinion})")]
-                opinion = dict.fromkeys(passed, True)
+            unverified = ""
+            if isinstance(opinion, str):  # could not be computed: a failure of every test nbgrader passed
+                unverified, opinion = opinion, {}
             disagreements = sorted(t for t, ok in passed.items() if ok and not opinion.get(t, False))
-            verdict = integrity.Verdict(findings, disagreements)
+            verdict = integrity.Verdict(findings, disagreements, unverified, note)
             verdicts[(run.student, run.lab)] = verdict
             tamper = any(f.severity == integrity.TAMPER for f in findings)
             nb = gb.find_submission_notebook(run.lab, run.lab, run.student)
@@ -538,24 +616,71 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
     return verdicts
 
 
+def sha256_of(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, or "" if it does not exist."""
+    import hashlib
+
+    path = Path(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _graded_files(root: Path, student: str, lab: str) -> dict[str, Path]:
+    return {"submitted": Path(root) / "submitted" / student / lab / f"{lab}.ipynb",
+            "autograded": Path(root) / "autograded" / student / lab / f"{lab}.ipynb"}
+
+
 def _save_verdicts(root: Path, runs: list[GradeRun], verdicts: dict) -> None:
-    """integrity_verdicts.json: "student/lab" -> {"held", "summary"} of the latest check."""
+    """integrity_verdicts.json: "student/lab" -> the latest check's verdict ("held", "summary")
+    with the SHA-256 of the submitted and the autograded notebook it judged, for every checked
+    submission (a clean one has held False and an empty summary)."""
     path = root / "integrity_verdicts.json"
     saved = json.loads(path.read_text()) if path.exists() else {}
     for run in runs:
         saved.pop(f"{run.student}/{run.lab}", None)
     for (student, lab), verdict in verdicts.items():
-        if verdict.findings or verdict.disagreements:
-            saved[f"{student}/{lab}"] = {"held": verdict.held, "summary": verdict.summary()}
+        record = {"held": verdict.held,
+                  "summary": verdict.summary() if (verdict.findings or verdict.disagreements) else "",
+                  "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        for kind, notebook in _graded_files(root, student, lab).items():
+            record[f"sha256_{kind}"] = sha256_of(notebook)
+        saved[f"{student}/{lab}"] = record
     path.write_text(json.dumps(saved, indent=1, sort_keys=True))
 
 
 def saved_verdicts(root: Path = ROOT) -> dict[tuple[str, str], tuple[bool, str]]:
-    """(student, lab) -> (held, summary) from the latest integrity check (integrity_verdicts.json)."""
+    """(student, lab) -> (held, summary) of the latest integrity check (integrity_verdicts.json),
+    for the submissions it flagged."""
     path = root / "integrity_verdicts.json"
     if not path.exists():
         return {}
-    return {tuple(key.split("/", 1)): (v["held"], v["summary"]) for key, v in json.loads(path.read_text()).items()}
+    return {tuple(key.split("/", 1)): (v["held"], v["summary"]) for key, v in json.loads(path.read_text()).items()
+            if v.get("summary")}
+
+
+def changed_since_checked(root: Path = ROOT) -> dict[tuple[str, str], str]:
+    """(student, lab) -> what changed since the integrity check judged it: the submitted or the
+    autograded notebook no longer has the SHA-256 recorded with the verdict (edited, replaced or
+    removed after grading). Submissions graded without a record are not listed."""
+    path = Path(root) / "integrity_verdicts.json"
+    if not path.exists():
+        return {}
+    out = {}
+    for key, record in json.loads(path.read_text()).items():
+        student, lab = key.split("/", 1)
+        changes = []
+        for kind, notebook in _graded_files(root, student, lab).items():
+            recorded = record.get(f"sha256_{kind}")
+            if recorded is None:
+                changes.append(f"no SHA-256 of the {kind} notebook in the record")
+                continue
+            now = sha256_of(notebook)
+            if now != recorded:
+                state = f"sha256 {now[:12]}" if now else "missing"
+                changes.append(f"the {kind} notebook changed since it was graded "
+                               f"(sha256 {recorded[:12]} then, {state} now)")
+        if changes:
+            out[(student, lab)] = "; ".join(changes)
+    return out
 
 
 @dataclass
@@ -592,6 +717,7 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
         notes = saved_verdicts(root)
     else:
         notes = {key: (v.held, v.summary()) for key, v in verdicts.items() if v.findings or v.disagreements}
+    changed = changed_since_checked(root)
     rows = []
     with Gradebook(gradebook_db_url(root)) as gb:
         for student, lab in submissions(root):
@@ -623,6 +749,9 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                 if (student, lab) in notes:
                     held, summary = notes[(student, lab)]
                     row.integrity = ("HELD for review: " if held else "note: ") + summary
+                if (student, lab) in changed:
+                    row.integrity = "CHANGED since graded: " + changed[(student, lab)] + \
+                        " (regrade with `make autograde`)" + ("; " + row.integrity if row.integrity else "")
             else:
                 # still report the points the lab is worth
                 try:
@@ -692,6 +821,11 @@ def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
     write_class_report(root, rows)
     print(format_table(rows))
     print("\n'manual' = points of written answers, graded by hand in the formgrader.")
+    changed = changed_since_checked(root)
+    if changed:
+        print(f"WARNING: {len(changed)} graded notebook(s) changed after the integrity check judged them "
+              f"(marked CHANGED above; their recorded SHA-256 no longer matches): "
+              + ", ".join(f"{s}/{lab}" for s, lab in sorted(changed)))
     if "WARNING" in sandbox_status():
         print(sandbox_status())
     print(f"grades: {(root / 'grades.csv').relative_to(root)}; class report: report.html; "

@@ -71,13 +71,18 @@ GiB = 2**30
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one sandboxed kernel (each process in it, for the rlimits)."""
+    """Resource limits of one submission's sandboxed kernel.
 
-    #: RLIMIT_DATA: heap + private anonymous memory per process (a bomb gets MemoryError).
+    ``memory_bytes`` and ``tasks`` are budgets of the whole submission (all its processes
+    together: tools/budget.py); the others are rlimits of each process."""
+
+    #: all processes of the submission together (cgroup memory.max, or the watchdog's PSS sum);
+    #: also RLIMIT_DATA of each process (heap + private anonymous memory: a bomb gets MemoryError).
     memory_bytes: int = 4 * GiB
     #: RLIMIT_CPU: CPU seconds per process (cells also have nbgrader's wall-clock timeout).
     cpu_seconds: int = 900
-    #: RLIMIT_NPROC: processes + threads of the sandbox's uid (a fork bomb gets EAGAIN).
+    #: processes + threads of the submission together (cgroup pids.max, and RLIMIT_NPROC of its
+    #: own throw-away uid); reaching it kills the submission (a fork bomb).
     tasks: int = 256
     #: RLIMIT_FSIZE: largest file the kernel may write.
     file_bytes: int = 256 * MiB
@@ -185,20 +190,65 @@ def _passthrough_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
+_UID_DIR = Path(tempfile.gettempdir()) / "kvcourse-uids"
+
+
 def sandbox_uid() -> int | None:
-    """A throw-away uid for the kernel when we are root (rlimits on processes do not apply to
-    root), None when not root (bwrap then maps the caller's own uid)."""
-    return random.randint(200_000, 259_999) if os.geteuid() == 0 else None
+    """A throw-away uid for one kernel when we are root (rlimits on processes do not apply to
+    root), None when not root (bwrap then maps the caller's own uid).
+
+    The uid is unique among the kernels of every grader on this machine (a lock file per uid
+    in ``/tmp/kvcourse-uids``) and owns no running process, so that ``RLIMIT_NPROC`` counts the
+    tasks of one submission only; :func:`release_uid` frees it."""
+    if os.geteuid() != 0:
+        return None
+    _UID_DIR.mkdir(mode=0o700, exist_ok=True)
+    for _ in range(1000):
+        uid = random.randint(200_000, 259_999)
+        try:
+            fd = os.open(_UID_DIR / str(uid), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        if _uid_busy(uid):
+            continue  # left running by a grader that died: keep its lock, take another
+        return uid
+    raise RuntimeError(f"no free throw-away uid in 200000..259999 (see {_UID_DIR})")
+
+
+def _uid_busy(uid: int) -> bool:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def release_uid(uid: int | None) -> None:
+    """Give a uid of :func:`sandbox_uid` back once no process of it is left."""
+    if uid is not None and not _uid_busy(uid):
+        try:
+            (_UID_DIR / str(uid)).unlink()
+        except OSError:
+            pass
 
 
 def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: str | os.PathLike[str],
-                 limits: Limits = DEFAULT_LIMITS, uid: int | None = None) -> list[str]:
+                 limits: Limits | None = None, uid: int | None = None,
+                 prefix: list[str] | None = None) -> list[str]:
     """The command line that runs ``cmd`` (a kernel command) inside the sandbox.
 
     ``workdir`` is the submission folder nbgrader runs the notebook in (its notebooks are left
     out); ``runtime_dir`` is bound read-write at the same path (connection file, IPC sockets,
     nothing else). ``uid`` is the uid to drop to (only as root; see :func:`sandbox_uid`).
+    ``limits``: None = :data:`DEFAULT_LIMITS`. ``prefix``: words that put the command into the
+    submission's budget (:meth:`tools.budget.Budget.prefix`), run first, as the caller.
     """
+    limits = DEFAULT_LIMITS if limits is None else limits
     bwrap = bwrap_path()
     if bwrap is None:
         raise FileNotFoundError("bwrap is not installed (Debian package 'bubblewrap')")
@@ -212,7 +262,7 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: s
     prlimit = shutil.which("prlimit")
     if prlimit is None:  # util-linux; without it there would be no limits
         raise FileNotFoundError("prlimit is not installed (Debian package 'util-linux')")
-    args = [prlimit, f"--data={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
+    args = list(prefix or []) + [prlimit, f"--data={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
             f"--nproc={limits.tasks}", f"--fsize={limits.file_bytes}", "--core=0", "--"]
     args += [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
              "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "grading"]
@@ -379,10 +429,13 @@ def status_line() -> str:
                 "beside the gradebook and the hidden tests")
     result = probe()
     if result.works:
+        from tools import budget
+
         lim = DEFAULT_LIMITS
         return (f"SANDBOX ON: grading kernels run in bwrap (no network, only their own submission "
-                f"folder, memory {lim.memory_bytes // GiB} GiB, {lim.tasks} tasks, "
-                f"{lim.cpu_seconds} CPU s per process; {ENV_VAR}=0 turns it off)")
+                f"folder; per submission {lim.memory_bytes / GiB:g} GiB of memory and {lim.tasks} tasks "
+                f"in all, enforced by {budget.backend()}; {lim.cpu_seconds} CPU s per process; "
+                f"{ENV_VAR}=0 turns it off)")
     return (f"WARNING: SANDBOX UNAVAILABLE ({result.reason}); student code runs unconfined. "
             f"Set {ENV_VAR}=1 to make this an error.")
 
@@ -410,6 +463,7 @@ class SandboxKernelManager(AsyncKernelManager):
         self.cache_ports = False
         self._sandbox_runtime: Path | None = None
         self._sandbox_uid: int | None = None
+        self._budget: Any = None
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
         if self._sandbox_runtime is None:
@@ -430,7 +484,20 @@ class SandboxKernelManager(AsyncKernelManager):
         if self._sandbox_uid is not None:
             os.chown(self.connection_file, self._sandbox_uid, self._sandbox_uid)
         cwd = self._launch_args.get("cwd") or os.getcwd()
-        return wrap_command(cmd, cwd, self._sandbox_runtime, uid=self._sandbox_uid)
+        from tools import budget
+
+        limits = DEFAULT_LIMITS
+        if self._budget is not None:
+            self._budget.close()
+        self._budget = budget.new_budget(limits.memory_bytes, limits.tasks, str(cwd), self._sandbox_uid)
+        return wrap_command(cmd, cwd, self._sandbox_runtime, limits=limits, uid=self._sandbox_uid,
+                            prefix=self._budget.prefix())
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        if self._budget is not None:
+            process = getattr(self.provisioner, "process", None)
+            self._budget.watch(getattr(process, "pid", None))
 
     def seal_runtime(self) -> None:
         """Called once the kernel answered (its sockets exist): see :func:`seal_runtime_dir`."""
@@ -439,9 +506,15 @@ class SandboxKernelManager(AsyncKernelManager):
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
+        if self._budget is not None:  # whatever the kernel left running dies with it
+            self._budget.close()
+            self._budget = None
         if not restart and self._sandbox_runtime is not None:
             shutil.rmtree(self._sandbox_runtime, ignore_errors=True)
             self._sandbox_runtime = None
+        if not restart and self._sandbox_uid is not None:
+            release_uid(self._sandbox_uid)
+            self._sandbox_uid = None
 
     # AsyncKernelManager binds these public names to the base class's coroutines
     pre_start_kernel = _async_pre_start_kernel
@@ -473,13 +546,34 @@ class SandboxExecute(_SandboxedKernel, Execute):
     subclass is the hook.)"""
 
 
+class CourseExecute(SandboxExecute):
+    """The Execute preprocessor named in nbgrader_config.py (``nbgrader autograde``, the
+    formgrader): the sandbox wherever :func:`enabled` says so, else nbgrader's normal kernel with
+    a warning in nbgrader's log (``KVCOURSE_SANDBOX=1`` turns that into an error)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not enabled():
+            from jupyter_client.manager import AsyncKernelManager as Plain
+
+            kwargs.setdefault("kernel_manager_class", Plain)
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.kernel_manager_class, type) or \
+                not issubclass(self.kernel_manager_class, SandboxKernelManager):
+            self.log.warning(status_line())
+
+
 class SandboxNotebookClient(_SandboxedKernel, NotebookClient):
-    """nbclient's NotebookClient with the kernel in the sandbox (used by tools/integrity.py's
-    second opinion, which also runs student code)."""
+    """nbclient's NotebookClient with the kernel in the sandbox."""
 
 
-def autograde_preprocessors(current: list[Any] | None = None) -> list[Any]:
-    """``Autograde.autograde_preprocessors`` with Execute replaced by SandboxExecute.
+_EXECUTE_NAMES = {"nbgrader.preprocessors.Execute", "nbgrader.preprocessors.execute.Execute",
+                  "tools.sandbox.SandboxExecute", "tools.sandbox.CourseExecute"}
+
+
+def autograde_preprocessors(current: list[Any] | None = None, sandbox: bool = True) -> list[Any]:
+    """``Autograde.autograde_preprocessors`` with the Execute step (nbgrader's, or this module's
+    CourseExecute as configured in nbgrader_config.py) replaced by SandboxExecute, or by
+    nbgrader's plain Execute when ``sandbox`` is False.
 
     ``current``: the configured list (classes or dotted names, as in nbgrader_config.py);
     None = nbgrader's default. Everything else in it is kept, in order."""
@@ -487,38 +581,148 @@ def autograde_preprocessors(current: list[Any] | None = None) -> list[Any]:
 
     if current is None:
         current = list(Autograde.class_traits()["autograde_preprocessors"].default())
-    names = {"nbgrader.preprocessors.Execute", "nbgrader.preprocessors.execute.Execute"}
-    out = [SandboxExecute if (p is Execute or p in names) else p for p in current]
-    if SandboxExecute not in out:
-        raise RuntimeError(f"no Execute preprocessor to sandbox in {current!r}")
+    replacement = SandboxExecute if sandbox else Execute
+
+    def is_execute(p: Any) -> bool:
+        return p in (Execute, SandboxExecute, CourseExecute) or p in _EXECUTE_NAMES
+
+    out = [replacement if is_execute(p) else p for p in current]
+    if replacement not in out:
+        raise RuntimeError(f"no Execute preprocessor to replace in {current!r}")
     return out
+
+
+_NBGRADER_FILES = {"timestamp.txt", "submission_secret.txt"}
+
+
+def clean_feedback_folder(assignment: str, student: str, notebooks: list[str]) -> None:
+    """``GenerateFeedback.post_convert_hook``: keep only the feedback pages (``*.html``) and
+    nbgrader's own ``timestamp.txt`` and ``submission_secret.txt`` (``release_feedback`` reads
+    them) in ``feedback/<student>/<assignment>/``.
+
+    nbgrader copies every other file of the graded folder there, a folder instructors hand out:
+    the reference outputs in ``ref/``, and in a kernel without the sandbox any file the graded
+    code wrote next to the notebook."""
+    for notebook in notebooks:
+        graded = Path(notebook).resolve().parent  # <root>/autograded/<student>/<assignment>
+        folder = graded.parent.parent.parent / "feedback" / student / assignment
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.is_symlink() or (entry.suffix != ".html" and entry.name not in _NBGRADER_FILES):
+                entry.unlink()
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
 REDACTED = "[line of a hidden test removed]"
+#: What replaces the output of a cell that ran after hidden tests (not a test cell).
+AFTER_HIDDEN = ("[output not shown in the feedback: this cell ran after hidden tests, so what it shows "
+                "could come from them]")
+#: Exception names shown as they are; any other name is a class the submission could have made
+#: up to carry text, and is shown as "Exception".
+_KNOWN_EXCEPTIONS = frozenset(
+    [name for name, value in vars(__import__("builtins")).items()
+     if isinstance(value, type) and issubclass(value, BaseException)]
+    + ["AnswerError", "CellTimeoutError", "DeadKernelError", "LinAlgError", "OutOfMemoryError"])
+#: Type names that a course message may show ("returned a str; an int was expected").
+_KNOWN_TYPES = re.compile(r"^(?:\w+|numpy\.\w+|torch\.\w+|pandas\.core\.frame\.DataFrame|"
+                          r"pandas\.core\.series\.Series|fractions\.Fraction|collections\.\w+)$")
+_FRAME = re.compile(r"(?:Cell In\s*\[(\d+)\]|Input In\s*\[(\d+)\]),\s*line (\d+)|File ([^\s,:]+)(?::\d+|, line \d+)")
+_LONG_NUMBER = re.compile(r"-?\d[\d,._]{24,}")
+MAX_MESSAGE = 1500
+
+
+def _known_exception(name: str) -> str:
+    return name if name in _KNOWN_EXCEPTIONS else "Exception"
+
+
+def _scrub_course_message(text: str) -> str:
+    """An AnswerError's text less what the graded code could have put into it: the message of an
+    exception it raised, the repr of a value it returned, a class name it made up, long numbers."""
+    text = _ANSI.sub("", text)
+    text = re.sub(r" raised (\w+): .*?; expected (\w+) \(",
+                  lambda m: f" raised {_known_exception(m.group(1))}; expected {m.group(2)} (", text,
+                  flags=re.DOTALL)
+    text = re.sub(r" returned .*?; expected it to raise ", " returned a value; expected it to raise ", text,
+                  flags=re.DOTALL)
+    text = re.sub(r" returned (a|an) ([\w.<>]+);",
+                  lambda m: m.group(0) if _KNOWN_TYPES.match(m.group(2))
+                  else " returned an object of a class defined in the answer;", text)
+    text = _LONG_NUMBER.sub(lambda m: f"[a {len(m.group(0))}-character number]", text)
+    lines = text.splitlines()[:20]
+    text = "\n".join(lines)
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " [...]"
+
+
+def _visible_lines(source: str) -> list[str]:
+    return source.split("### BEGIN HIDDEN TESTS", 1)[0].splitlines()
+
+
+def _failure_only(cell: Any) -> list[Any]:
+    """The outputs a test cell keeps in the feedback: none if it passed; else one error output
+    with the course's message (an AnswerError raised by the course's checks from the test cell
+    itself) or only the exception's type and the visible test line that failed."""
+    import nbformat
+
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    if not errors:
+        return []
+    error = errors[-1]
+    frames = _FRAME.findall(_ANSI.sub("", "\n".join(error.get("traceback", []))))
+    own = str(cell.get("execution_count"))
+    cell_lines = [int(line) for a, b, line, _ in frames if (a or b) == own and line]
+    foreign = [f for f in frames if ((f[0] or f[1]) and (f[0] or f[1]) != own)
+               or (f[3] and "/course_lib/" not in f[3])]
+    ename = _known_exception(str(error.get("ename", "")))
+    if ename == "AnswerError" and cell_lines and not foreign:
+        message = _scrub_course_message(str(error.get("evalue", "")))
+        return [nbformat.v4.new_output("error", ename="AnswerError", evalue=message,
+                                       traceback=[f"AnswerError: {message}"])]
+    visible = _visible_lines(cell.source)
+    where = "in the hidden tests"
+    if cell_lines and 1 <= cell_lines[0] <= len(visible):
+        where = f"at line {cell_lines[0]} of the test: {visible[cell_lines[0] - 1].strip()}"
+    text = f"{ename} {where} (the details are not shown in the feedback)"
+    return [nbformat.v4.new_output("error", ename=ename, evalue=where, traceback=[text])]
 
 
 class StripHiddenTestOutput(Preprocessor):
-    """Feedback preprocessor: remove output lines that quote hidden test source.
+    """Feedback preprocessor: nothing the graded code printed during or after hidden tests.
 
-    Student code can print the code of the test that calls it (``inspect.stack()``) and a
-    failing hidden test's traceback shows its lines; ``ClearHiddenTests`` only clears cell
-    sources. Run this *before* ClearHiddenTests (it reads the hidden blocks from the sources).
-    Lines shorter than ``min_chars`` (``else:``, ``)``) are not treated as quotes."""
+    Graded code can find the source of the test that calls it (frames, ``linecache``,
+    ``inspect``) and print it, encoded as it likes, or keep it and print it in a later cell.
+    So, in notebook (= execution) order:
+
+    * a test cell with hidden tests, and every test cell after the first one, keeps only its
+      failure: the course's AnswerError message (raised by the course's checks from the test
+      cell itself; what the graded code could have put into it, such as the message of its own
+      exception or the repr of a returned value, is removed), or for any other error only the
+      exception's type (a name Python or the course defines) and the line of the visible test
+      that failed;
+    * every other code cell after the first hidden tests loses its outputs (:data:`AFTER_HIDDEN`);
+    * in the cells before, output lines that quote a hidden test verbatim are replaced by
+      :data:`REDACTED` (an unsandboxed kernel could read the notebook).
+
+    Run this *before* ClearHiddenTests (it reads the hidden blocks from the sources). Lines
+    shorter than ``min_chars`` (``else:``, ``)``) are not treated as quotes."""
 
     min_chars = 12
     #: nbconvert runs a Preprocessor only when enabled (its default is False)
     enabled = Bool(True).tag(config=True)
 
     def preprocess(self, nb: Any, resources: Any) -> tuple[Any, Any]:
+        import nbformat
+
         hidden: set[str] = set()
         for cell in nb.cells:
             if cell.cell_type == "code":
                 for block in _HIDDEN_BLOCK.findall(cell.source):
                     hidden.update(line.strip() for line in block.splitlines()
                                   if len(line.strip()) >= self.min_chars)
-        if not hidden:
+        if not hidden and not any("### BEGIN HIDDEN TESTS" in c.source for c in nb.cells):
             return nb, resources
         hidden.update({"### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"})  # tracebacks show them as context
 
@@ -533,22 +737,38 @@ class StripHiddenTestOutput(Preprocessor):
                     out.append(line)
             return "\n".join(out)
 
+        after_hidden = False
         for cell in nb.cells:
-            for output in cell.get("outputs", []):
-                if "text" in output:
-                    output.text = clean(output.text)
-                if output.get("output_type") == "error":
-                    output.traceback = [clean(t) for t in output.traceback]
-                    output.evalue = clean(output.evalue)
-                for mime, value in list(output.get("data", {}).items()):
-                    if mime.startswith("text/") and isinstance(value, str):
-                        output.data[mime] = clean(value)
+            if cell.cell_type != "code":
+                continue
+            meta = cell.metadata.get("nbgrader", {})
+            has_hidden = "### BEGIN HIDDEN TESTS" in cell.source
+            if has_hidden or (after_hidden and meta.get("grade") and not meta.get("solution")):
+                cell.outputs = _failure_only(cell)
+            elif after_hidden:
+                if cell.get("outputs"):
+                    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=AFTER_HIDDEN + "\n")]
+            else:
+                for output in cell.get("outputs", []):
+                    if "text" in output:
+                        output.text = clean(output.text)
+                    if output.get("output_type") == "error":
+                        output.traceback = [clean(t) for t in output.traceback]
+                        output.evalue = clean(output.evalue)
+                    for mime, value in list(output.get("data", {}).items()):
+                        if mime.startswith("text/") and isinstance(value, str):
+                            output.data[mime] = clean(value)
+            after_hidden = after_hidden or has_hidden
         return nb, resources
 
 
+def _name(p: Any) -> str:
+    return p if isinstance(p, str) else f"{p.__module__}.{p.__name__}"
+
+
 def feedback_preprocessors(current: list[Any]) -> list[Any]:
-    """``GenerateFeedback.preprocessors`` with StripHiddenTestOutput before ClearHiddenTests."""
-    out = [p for p in current if p is not StripHiddenTestOutput]
+    """``GenerateFeedback.preprocessors`` with StripHiddenTestOutput (once) before ClearHiddenTests."""
+    out = [p for p in current if not _name(p).endswith("StripHiddenTestOutput")]
     names = [p if isinstance(p, str) else f"{p.__module__}.{p.__name__}" for p in out]
     index = next((i for i, n in enumerate(names) if n.endswith("ClearHiddenTests")), len(out))
     return out[:index] + [StripHiddenTestOutput] + out[index:]

@@ -114,6 +114,19 @@ while True:
     _hog.append(b"x" * (64 * 2**20))
 '''
 
+MEMORY_BOMB_SPREAD = '''
+# attack: several processes, each under any per-process limit, together over the budget
+import os as _os, time as _time
+for _i in range(3):
+    if _os.fork() == 0:
+        _hog = bytearray({child_bytes})
+        for _j in range(0, len(_hog), 4096):
+            _hog[_j] = 1
+        _time.sleep(600)
+        _os._exit(0)
+_time.sleep(600)
+'''
+
 FORK_BOMB = '''
 # attack: fork without bound (every child forks too)
 import os as _os
@@ -128,35 +141,39 @@ ATTACKS: dict[str, str] = {
     "list_source": LIST_SOURCE,
     "network": NETWORK,
     "memory_bomb": MEMORY_BOMB,
+    "memory_bomb_spread": MEMORY_BOMB_SPREAD,
     "fork_bomb": FORK_BOMB,
 }
 #: Attacks that would hurt the grading machine itself without the sandbox.
-BOMBS = ("memory_bomb", "fork_bomb")
+BOMBS = ("memory_bomb", "memory_bomb_spread", "fork_bomb")
 
 
-def attack_cells(root: Path, name: str, loopback_port: int = 9) -> dict[str, str]:
+def attack_cells(root: Path, name: str, loopback_port: int = 9, child_bytes: int = 5 * 2**29) -> dict[str, str]:
     """Cell contents (grade_id -> code) of the attack submission ``name``: the source solution
     everywhere, with the attack appended to cell ``CELL``. ``loopback_port`` is the port on
-    127.0.0.1 the network attack tries (a test listens there)."""
+    127.0.0.1 the network attack tries (a test listens there); ``child_bytes`` what each of the
+    three children of ``memory_bomb_spread`` touches (default 2.5 GiB)."""
     if name not in ATTACKS:
         raise ValueError(f"name must be one of {sorted(ATTACKS)}, got {name!r}")
     if not isinstance(loopback_port, int) or not 0 < loopback_port < 65536:
         raise ValueError(f"loopback_port must be an int in 1..65535, got {loopback_port!r}")
     cells = solution_code(root, LAB)
-    attack = ATTACKS[name].replace("{loopback_port}", str(loopback_port))
+    if not isinstance(child_bytes, int) or child_bytes <= 0:
+        raise ValueError(f"child_bytes must be a positive int, got {child_bytes!r}")
+    attack = ATTACKS[name].replace("{loopback_port}", str(loopback_port)).replace("{child_bytes}", str(child_bytes))
     cells[CELL] = cells[CELL].rstrip("\n") + "\n\n" + attack.strip("\n") + "\n"
     return cells
 
 
 def write_attack(root: Path, name: str, student: str | None = None, loopback_port: int = 9,
-                 i_have_a_sandbox: bool = False) -> Path:
+                 i_have_a_sandbox: bool = False, child_bytes: int = 5 * 2**29) -> Path:
     """Write submitted/<student>/lab00_cache_sizing/lab00_cache_sizing.ipynb for attack ``name``
     (student defaults to ``attack_<name>``). Bombs need ``i_have_a_sandbox=True``."""
     if name in BOMBS and not i_have_a_sandbox:
         raise RuntimeError(f"{name} is unbounded: grade it only with the sandbox on (i_have_a_sandbox=True)")
     student = student or f"attack_{name}"
     release_nb = nbformat.read(root / "release" / LAB / f"{LAB}.ipynb", as_version=4)
-    nb = fill(release_nb, attack_cells(root, name, loopback_port))
+    nb = fill(release_nb, attack_cells(root, name, loopback_port, child_bytes))
     target = root / "submitted" / student / LAB / f"{LAB}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target)
