@@ -239,22 +239,22 @@ def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size, bytes_pe
      "fails": ["test_kv_cache_bytes"], "message": "batch forgotten"},
     {"name": "all_heads_in_table",
      "cells": {"cache_size_table": '''
-def cache_size_table(names, seq_lens):
+def cache_size_table(names, seq_lens, cache_dtype):
     rows = {}
     for name in names:
         spec = model(name)
-        per_token = kv_bytes_per_token(spec.n_layers, spec.n_heads, spec.head_dim, dtype_bytes(spec.dtype))
+        per_token = kv_bytes_per_token(spec.n_layers, spec.n_heads, spec.head_dim, dtype_bytes(cache_dtype))
         rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
     return pd.DataFrame.from_dict(rows, orient="index")
 '''},
      "fails": ["test_cache_size_table"], "message": "query heads"},
     {"name": "d_model_in_table",
      "cells": {"cache_size_table": '''
-def cache_size_table(names, seq_lens):
+def cache_size_table(names, seq_lens, cache_dtype):
     rows = {}
     for name in names:
         spec = model(name)
-        per_token = int(2 * spec.n_layers * spec.d_model * dtype_bytes(spec.dtype))
+        per_token = int(2 * spec.n_layers * spec.d_model * dtype_bytes(cache_dtype))
         rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
     return pd.DataFrame.from_dict(rows, orient="index")
 '''},
@@ -377,7 +377,7 @@ def preallocation_waste(max_seq_len, actual_lens):
         raise ValueError("bad lengths")
     return sum(lens) / (max_seq_len * len(lens))
 '''},
-     "fails": ["test_preallocation_waste"], "message": "used fraction"},
+     "fails": ["test_preallocation_waste", "test_preallocation_waste_arrays"], "message": "used fraction"},
 ]
 
 # Mistakes in different functions that do not cascade into each other's tests.
