@@ -108,7 +108,7 @@ GRADING = is_autograding()  # the measurements at the end run smaller while the 
 #
 # * Every tensor is read or written **exactly once**, at `bytes_per_elem` bytes per element:
 #   read $Q$, read $K$, read $V$, write $O$. (This assumes perfect reuse on chip: nothing is
-#   read twice.)
+#   read twice. Part 3 shows what a finite on-chip memory changes.)
 # * $Q$ and $O$ exist once per *query* head; $K$ and $V$ once per *KV* head.
 # * **Unfused** attention, as in Lab 01, runs three separate steps, so the score matrices go
 #   through memory: the first product **writes** $S$, the softmax **reads** $S$ and **writes**
@@ -594,9 +594,9 @@ series = {
 }
 ax = plot_intensity_vs_length(LENGTHS, series, RIDGES, xlabel="Context length N (tokens)",
                               title="Attention intensity vs context length (head_dim 128, fp16/bf16)")
-ax.text(0.02, 0.97, "ideal: Q, K, V, O each through memory once (unlimited on-chip memory)\n"
+ax.text(0.98, 0.21, "ideal: Q, K, V, O each through memory once (unlimited on-chip memory)\n"
         f"{TILE_ROWS}-row tiles: K and V re-read for every tile of {TILE_ROWS} queries",
-        transform=ax.transAxes, va="top", fontsize=8)
+        transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
 plt.show()
 
 # %% [markdown]
@@ -656,11 +656,13 @@ for _phase, _fn in phases.items():
 #
 # This is the FlashAttention paper's result in our units (Dao et al. 2022, Theorem 2): with
 # an on-chip SRAM of $M$ elements, FlashAttention needs $\Theta(N^2 d^2 / M)$ accesses to
-# main memory, against $\Theta(Nd + N^2)$ for standard attention. Its tiles hold
-# $B_r = \min(\lceil M/4d \rceil, d)$ query rows, so $T \le d$ and our $N^2 d / T$ is that
-# $\Theta(N^2 d^2 / M)$. The paper also proves (Proposition 3) that no exact attention
-# algorithm does asymptotically better for every SRAM size: with a fixed on-chip memory, the
-# intensity of exact attention cannot grow with $N$ forever.
+# main memory, against $\Theta(Nd + N^2)$ for standard attention. Its blocks are sized by the
+# SRAM ($\lceil M/4d \rceil$ rows of $K$ and $V$, $\min(\lceil M/4d \rceil, d)$ rows of $Q$),
+# and one operand is read again for every block of the other: $N^2 d$ divided by a block of
+# about $M/4d$ rows, $\Theta(N^2 d^2 / M)$. Our $T$ plays the role of that block size; $T = d$
+# is the largest query block the paper's rule allows. The paper also proves (Proposition 3)
+# that no exact attention algorithm does asymptotically better for every SRAM size: the cap
+# comes from the size of on-chip memory, not from one algorithm's choices.
 #
 # Where a real GPU lands between the two fused curves depends on the kernel and the chip: the
 # tiled count assumes nothing is reused between tiles, while a cache shared by the whole GPU
@@ -697,15 +699,15 @@ def gemm_intensity(n_tokens, k, n, bytes_per_elem=2):
     return arithmetic_intensity(flops, nbytes)
 
 
-_k, _n = LLAMA3.d_model, LLAMA3.d_ff
-display(pd.DataFrame([{"tokens N": _N, "GEMM intensity (FLOP/B)": gemm_intensity(_N, _k, _n),
-                       "2N / bytes": 2 * _N / 2,
-                       "H100 SXM": "compute-bound" if gemm_intensity(_N, _k, _n) >= RIDGES["H100 SXM"]
+_k, _d_ff = LLAMA3.d_model, LLAMA3.d_ff
+display(pd.DataFrame([{"tokens N": _N, "GEMM intensity (FLOP/B)": gemm_intensity(_N, _k, _d_ff),
+                       "approximation 2N / bytes": 2 * _N / 2,
+                       "on an H100 SXM": "compute-bound" if gemm_intensity(_N, _k, _d_ff) >= RIDGES["H100 SXM"]
                        else "memory-bound"}
                       for _N in (1, 16, 128, 512, 4096)]).set_index("tokens N"))
 for _dev, _ridge in RIDGES.items():
-    _n_star = first_length_at_or_above(lambda n: gemm_intensity(n, _k, _n), _ridge)
-    print(f"{_k} x {_n} GEMM: compute-bound on {_dev} from N = {_n_star:,} tokens (ridge {_ridge:.1f} FLOP/B)")
+    _n_star = first_length_at_or_above(lambda n: gemm_intensity(n, _k, _d_ff), _ridge)
+    print(f"{_k} x {_d_ff} GEMM: compute-bound on {_dev} from N = {_n_star:,} tokens (ridge {_ridge:.1f} FLOP/B)")
 
 # %% [markdown]
 # Decode runs the same GEMMs with $N = 1$ token per sequence: about 1 FLOP/B, deep in the
@@ -928,9 +930,9 @@ print(f"A {LLAMA3.name} prefill is compute-bound on an H100 SXM from N = {_n_sta
 # their intensity is about $N$ FLOP/B in bf16, past the H100's ridge from a few hundred tokens
 # (326 for the $4096 \times 14336$ up-projection, 315 for the whole Llama-3-8B prefill). For a
 # 4096-token prompt the estimate is 66.8 ms of arithmetic against 4.7 ms of memory traffic:
-# the time to first token (66.8 ms at best) waits for the tensor cores, 14x longer than it takes
-# to read the weights. At 16 tokens it is the opposite: 4.5 ms, the time to read the weights,
-# for 0.23 ms of arithmetic.
+# the time to first token (66.8 ms by this estimate) waits for the tensor cores, 14x longer than
+# the memory traffic takes. At 16 tokens it is the opposite: 4.5 ms, the time to read the
+# weights, for 0.23 ms of arithmetic.
 
 # %% [markdown]
 # ## Part 5 — Whole-model decode

@@ -164,7 +164,7 @@ def worked_numbers() -> list[str]:
     assert t_compute > t_memory
     out.append(f"{TTFT_PROMPT}-token prompt the estimate is {t_compute:.1f} ms of arithmetic against "
                f"{t_memory:.1f} ms of memory traffic")
-    out.append(f"({t_compute:.1f} ms at best) waits for the tensor cores, {t_compute / t_memory:.0f}x longer")
+    out.append(f"({t_compute:.1f} ms by this estimate) waits for the tensor cores, {t_compute / t_memory:.0f}x longer")
     f_short, q_short = _prefill(l3, SHORT_PROMPT)
     s_compute, s_memory = 1e3 * f_short / h100.peak_flops_fp16, 1e3 * q_short / h100.mem_bandwidth
     assert s_memory > s_compute
