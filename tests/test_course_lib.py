@@ -56,6 +56,14 @@ def test_spec_table_matches_configs():
     assert specs.model("Llama-2-70B").n_kv_heads == 8 and specs.model("Llama-2-70B (MHA)").n_kv_heads == 64
     assert specs.hardware("H100 SXM").peak_flops_fp16 == 989e12  # dense, not the sparse 1979
     assert round(specs.hardware("H100 SXM").ridge_fp16, 1) == 295.2
+    # MLA heads: query/key 128 + 64 RoPE = 192 wide, values 128; the cache is the 512 + 64 latent
+    for name in ("DeepSeek-V2", "DeepSeek-V3"):
+        m = specs.model(name)
+        assert (m.head_dim, m.v_head_dim, m.mla_kv_lora_rank, m.mla_rope_dim) == (192, 128, 512, 64), name
+    # sliding windows: every Mistral layer, half of Gemma-2's
+    assert (specs.model("Mistral-7B").sliding_window, specs.model("Mistral-7B").n_window_layers) == (4096, 32)
+    assert (specs.model("Gemma-2-9B").sliding_window, specs.model("Gemma-2-9B").n_window_layers) == (4096, 21)
+    assert specs.model("Mixtral-8x7B").sliding_window is None
 
 
 def test_parameter_counts_follow_from_configs():
@@ -76,8 +84,44 @@ def test_lookup_errors_list_known_names():
 
 
 def test_tables_render():
-    assert "Llama-3-8B" in specs.models_table().index
-    assert specs.hardware_table().loc["H100 SXM", "bandwidth (TB/s)"] == pytest.approx(3.35)
+    models = specs.models_table()
+    assert "Llama-3-8B" in models.index and models.loc["DeepSeek-V3", "weight dtype"] == "fp8"
+    assert models.loc["DeepSeek-V3", "d_v"] == 128 and models.loc["Gemma-2-9B", "window"] == "4096 on 21 of 42 layers"
+    hw = specs.hardware_table()
+    assert hw.loc["H100 SXM", "bandwidth (TB/s)"] == pytest.approx(3.35)
+    assert hw.loc["H100 SXM", "memory label"] == "80GB" and hw.loc["H100 SXM", "memory (GiB)"] == pytest.approx(79.65)
+    assert hw.loc["A100 80GB SXM", "memory (GiB)"] == 80 and bool(hw.loc["A100 80GB SXM", "measured"])
+
+
+# ---- memory capacities: binary, as reported; the usable budget --------------------------------------
+def test_capacities_are_reported_binary_figures():
+    reported_mib = {"A100 40GB SXM": 40960, "A100 80GB SXM": 81920, "H100 SXM": 81559, "H200 SXM": 143771,
+                    "L4": 23034, "RTX 4090": 24564}
+    for name, mib in reported_mib.items():
+        assert specs.hardware(name).mem_bytes == mib * units.MiB and specs.hardware(name).mem_measured, name
+    for dev in specs.HARDWARE.values():
+        assert dev.mem_bytes % units.MiB == 0 and dev.mem_bytes % units.GB != 0, dev.name
+        assert dev.mem_label.endswith("GB"), dev.name
+    pcie = specs.hardware("A100 80GB PCIe")   # the row course_lib.roofline maps "A100 80GB PCIe" to
+    assert (pcie.mem_bytes, pcie.mem_bandwidth, pcie.mem_measured) == (80 * units.GiB, 1.935e12, False)
+    assert pcie.peak_flops_fp16 == specs.hardware("A100 80GB SXM").peak_flops_fp16
+
+
+def test_usable_bytes_is_an_exact_fraction_of_the_reported_capacity():
+    h100 = specs.hardware("H100 SXM")
+    assert specs.VLLM_GPU_MEMORY_UTILIZATION == 0.9
+    assert specs.usable_bytes(h100) == 81559 * units.MiB * 9 // 10
+    assert specs.usable_bytes(h100, 1) == h100.mem_bytes
+    assert specs.usable_bytes(specs.hardware("A100 80GB SXM"), 0.5) == 40 * units.GiB
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            specs.usable_bytes(h100, bad)
+
+
+def test_docstrings_state_the_capacity_convention():
+    for doc in (specs.__doc__, units.__doc__):
+        assert "binary" in doc and "80 GiB" in doc
+    assert "docs/facts.md" in specs.__doc__ and "shared" not in specs.__doc__
 
 
 # ---- grading -------------------------------------------------------------------------------
