@@ -568,7 +568,7 @@ _exp = _fewest_gpus(175_000_000_000 * 2, _h100_budget)
 check_int(gpus_to_hold_weights(175_000_000_000, 2, _h100_budget), _exp,
           call="gpus_to_hold_weights(175e9 params, 2 bytes, usable_bytes(H100 SXM))",
           mistakes={f"rounded down: {_exp - 1} GPUs hold only {format_bytes((_exp - 1) * _h100_budget, 'GB')} "
-                    "of the 350 GB": _exp - 1}, generic=False)
+                    f"of the {format_bytes(175_000_000_000 * 2, 'GB')}": _exp - 1}, generic=False)
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
 def _slips(mistakes):
