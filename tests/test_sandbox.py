@@ -125,30 +125,36 @@ def test_pipeline_wires_sandbox_for_autograde_only(course):
     release = pipeline.make_api(course, for_release=True).config
     assert sandbox.SandboxExecute in on.Autograde.autograde_preprocessors
     assert Execute not in on.Autograde.autograde_preprocessors
+    assert Execute in off.Autograde.autograde_preprocessors
     for config in (off, release):
         assert sandbox.SandboxExecute not in list(config.Autograde.get("autograde_preprocessors", []))
     # the rest of the configured list (nbgrader_config.py) is kept, in order
-    configured = list(off.Autograde.get("autograde_preprocessors") or [])
-    if configured:
-        assert len(on.Autograde.autograde_preprocessors) == len(configured)
-        assert [p for p in on.Autograde.autograde_preprocessors if p is not sandbox.SandboxExecute] == \
-            [p for p in configured if not str(p).endswith("Execute")]
+    configured = list(pipeline._load_config(course).Autograde.autograde_preprocessors)
+    assert "tools.sandbox.CourseExecute" in configured  # nbgrader's own commands sandbox too
+    assert [p for p in on.Autograde.autograde_preprocessors if p is not sandbox.SandboxExecute] == \
+        [p for p in configured if p != "tools.sandbox.CourseExecute"]
+    # the pipeline runs the integrity check itself, for the batch; nbgrader's commands by the hook
+    assert on.Autograde.post_convert_hook is None
+    assert pipeline._load_config(course).Autograde.post_convert_hook == "tools.pipeline.integrity_hook"
     pps = list(off.GenerateFeedback.preprocessors)
     names = [p if isinstance(p, str) else p.__name__ for p in pps]
-    assert names.index("StripHiddenTestOutput") < next(i for i, n in enumerate(names) if n.endswith("ClearHiddenTests"))
+    assert sum(n.endswith("StripHiddenTestOutput") for n in names) == 1
+    assert next(i for i, n in enumerate(names) if n.endswith("StripHiddenTestOutput")) < \
+        next(i for i, n in enumerate(names) if n.endswith("ClearHiddenTests"))
 
 
 def test_strip_hidden_test_output_redacts_quotes():
+    """Before any hidden test ran, only verbatim quotes of hidden lines are removed."""
     source = ("check(f(1), 2)\n### BEGIN HIDDEN TESTS\nassert f(12345) == 24690, 'doubling'\nx = 1\n"
               "### END HIDDEN TESTS\n")
     nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(source)
-    cell.outputs = [
+    answer = nbformat.v4.new_code_cell("print(open('x.ipynb').read())")
+    answer.outputs = [
         nbformat.v4.new_output("stream", name="stdout", text="ok\nassert f(12345) == 24690, 'doubling'\nx = 1\n"),
         nbformat.v4.new_output("error", ename="AssertionError", evalue="doubling",
                                traceback=["\x1b[0;32massert\x1b[0m f(12345) == 24690, 'doubling'", "plain line"]),
     ]
-    nb.cells = [cell]
+    nb.cells = [answer, nbformat.v4.new_code_cell(source)]
     nb, _ = sandbox.StripHiddenTestOutput()(nb, {})  # as nbconvert calls it (only if enabled)
     out = nb.cells[0].outputs
     assert out[0].text == f"ok\n{sandbox.REDACTED}\nx = 1\n"  # short lines are not quotes
@@ -205,7 +211,7 @@ open("scratch.txt", "w").write("writable")
 
 
 @needs_bwrap
-def test_attacks_learn_nothing_in_sandbox(course):
+def test_attacks_learn_nothing_in_sandbox(course, monkeypatch):
     listener = Listener()
     students = {"solution": None}
     from tools.samples import write_submission
@@ -213,9 +219,12 @@ def test_attacks_learn_nothing_in_sandbox(course):
     write_submission(course, LAB, "solution", "solution")
     for name in adversarial.ATTACKS:
         student = f"attack_{name}"
-        adversarial.write_attack(course, name, student, loopback_port=listener.port, i_have_a_sandbox=True)
+        adversarial.write_attack(course, name, student, loopback_port=listener.port, i_have_a_sandbox=True,
+                                 child_bytes=600 * 2**20)
         students[student] = name
     pairs = [(s, LAB) for s in students]
+    # per submission: 1.5 GiB and 64 tasks in all (each child of the spread bomb stays below 1.5 GiB)
+    monkeypatch.setattr(sandbox, "DEFAULT_LIMITS", sandbox.Limits(memory_bytes=3 * 2**29, tasks=64))
     runs = pipeline.autograde(course, pairs, verbose=False, sandbox=True, timeout=15)
     pipeline.feedback(course, [LAB])
     rows = {r.student: r for r in pipeline.collect_grades(course, runs) if r.student in students}
@@ -226,8 +235,14 @@ def test_attacks_learn_nothing_in_sandbox(course):
         run = next(r for r in runs if r.student == student)
         assert run.success, (student, run.error)
         assert rows[student].auto_score == rows[student].auto_max > 0, (student, rows[student].failed_tests)
-    for run in runs:  # the bombs were stopped by the limits or the cell timeout, not a hang
-        assert run.seconds < 120, (run.student, run.seconds)
+    for run in runs:  # the bombs were stopped by the limits, not by the cell timeout
+        assert run.seconds < 60, (run.student, run.seconds)
+    by_student = {r.student: r for r in runs}
+    # a fork bomb and memory spread over processes each fail only their own submission, with the reason
+    assert not by_student["attack_fork_bomb"].success
+    assert "limit of 64 processes and threads" in by_student["attack_fork_bomb"].error
+    assert not by_student["attack_memory_bomb_spread"].success
+    assert "memory budget" in by_student["attack_memory_bomb_spread"].error
 
     # nothing learned: no hidden test, gradebook or source text in any output or feedback
     hidden = _hidden_lines(course)
