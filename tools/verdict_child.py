@@ -1,0 +1,67 @@
+"""The student's side of the verdict: runs in the grading sandbox, holds the student's code.
+
+Started by ``tools/verdict.py`` as ``python verdict_child.py`` in a folder holding only this file
+and ``wire.py``. Standard input and output are the conversation with the grader; everything
+else the student's code prints goes nowhere (it cannot reach the feedback). Steps:
+
+1. read the first message: the code of the student's cells (every code cell of the submission
+   that is not a test cell) and run them in order in an IPython shell, as a kernel would;
+2. answer ``{"ready": ...}`` with the cells that raised;
+3. answer the grader's requests (the student's functions and classes by name, calls, attributes
+   of the student's objects) until the grader closes the pipe.
+
+Nothing here checks anything: the checks, the hidden inputs' expected outputs and the
+reference files stay in the grader's process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def _take_over_standard_streams() -> tuple[int, int]:
+    """The conversation's file descriptors; fd 0, 1 and 2 then lead nowhere."""
+    fd_in, fd_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - kept open for the process's life
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    return fd_in, fd_out
+
+
+def main() -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import wire  # the copy beside this file: tools/ is not visible in the sandbox
+
+    fd_in, fd_out = _take_over_standard_streams()
+    setup = wire.read_message(fd_in)
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    failed = []
+    for index, code in enumerate(setup.get("cells", [])):
+        result = shell.run_cell(str(code), store_history=False, silent=True)
+        error = result.error_before_exec or result.error_in_exec
+        if error is not None:
+            failed.append([index, f"{type(error).__name__}: {error}"[:300]])
+
+    def name(key: str) -> object:
+        try:
+            return shell.user_ns[key]
+        except KeyError:
+            raise NameError(f"name {key!r} is not defined") from None
+
+    conn = wire.Connection(fd_in, fd_out, side="child", ops=wire.ALL_OPS, names=name)
+    wire.write_message(fd_out, {"ready": True, "failed": failed})
+    conn.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    os._exit(main())
