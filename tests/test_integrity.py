@@ -199,8 +199,10 @@ def test_second_opinion_passes_the_solution(lab, tmp_path):
     assert result and all(result.values()), result
 
 
-def test_a_second_opinion_that_cannot_run_is_noted_not_held(graded_course, tmp_path, monkeypatch):
-    """Our own check failing (a timeout, a dead kernel) must not cost the student points."""
+def test_a_second_opinion_that_cannot_be_computed_holds_the_points(graded_course, tmp_path, monkeypatch):
+    """A second opinion that cannot be computed (its kernel dies, hangs or is killed, maybe by
+    the student's code recognising that run) is a failure of every test nbgrader passed: the
+    points are held for review, with the reason."""
     root, _, runs = graded_course
     course = tmp_path / "course"
     shutil.copytree(root, course)  # the session's graded course stays untouched
@@ -211,6 +213,13 @@ def test_a_second_opinion_that_cannot_run_is_noted_not_held(graded_course, tmp_p
     monkeypatch.setattr(integrity, "second_opinion", cannot_run)
     mine = [r for r in runs if (r.student, r.lab) == ("solution", LAB)]
     verdict = pipeline.check_integrity(course, mine, verbose=False)[("solution", LAB)]
-    assert not verdict.held and "second opinion could not run (RuntimeError: kernel died)" in verdict.summary()
+    assert verdict.held and verdict.unverified == "RuntimeError: kernel died"
+    assert "could not be computed (RuntimeError: kernel died)" in verdict.summary()
     row = next(r for r in pipeline.collect_grades(course) if (r.student, r.lab) == ("solution", LAB))
-    assert row.auto_score == row.auto_max and row.integrity.startswith("note:"), row.integrity
+    assert row.auto_score == 0 < row.auto_max and row.integrity.startswith("HELD"), row.integrity
+    # a later clean check lifts the hold
+    monkeypatch.undo()
+    verdict = pipeline.check_integrity(course, mine, verbose=False)[("solution", LAB)]
+    assert not verdict.held
+    row = next(r for r in pipeline.collect_grades(course) if (r.student, r.lab) == ("solution", LAB))
+    assert row.auto_score == row.auto_max, row.integrity

@@ -478,7 +478,11 @@ def integrity_hook(assignment: str, student: str, notebooks: list[str]) -> None:
     submission right after ``nbgrader autograde`` (command line or formgrader) graded it, as
     ``make autograde`` does for a batch. nbgrader ignores a failing hook, so any error here holds
     every autograded point of the submission instead (manual score 0, with the reason)."""
-    root = Path(notebooks[0]).resolve().parents[3] if notebooks else Path.cwd()
+    if not notebooks:
+        return
+    # nbgrader passes its patterns here ("*" for every student): the notebook path says who
+    notebook = Path(notebooks[0]).resolve()  # <root>/submitted/<student>/<lab>/<lab>.ipynb
+    root, student, assignment = notebook.parents[3], notebook.parent.parent.name, notebook.parent.name
     run = GradeRun(student, assignment, True, 0.0)
     try:
         check_integrity(root, [run], verbose=True)

@@ -604,8 +604,9 @@ def clean_feedback_folder(assignment: str, student: str, notebooks: list[str]) -
     the reference outputs in ``ref/``, and in a kernel without the sandbox any file the graded
     code wrote next to the notebook."""
     for notebook in notebooks:
+        # nbgrader passes its patterns ("*" for every student): the notebook path says who
         graded = Path(notebook).resolve().parent  # <root>/autograded/<student>/<assignment>
-        folder = graded.parent.parent.parent / "feedback" / student / assignment
+        folder = graded.parent.parent.parent / "feedback" / graded.parent.name / graded.name
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
