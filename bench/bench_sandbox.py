@@ -7,7 +7,10 @@ Three measurements, sandbox off vs on, interleaved so that load from other work 
 machine hits both alike:
 
 1. ``bwrap`` alone: run ``/bin/true`` directly and inside the sandbox (mounts, namespaces,
-   rlimits, uid switch), many times.
+   rlimits, uid switch, joining the submission's budget), many times.
+1b. the per-submission budget (tools/budget.py): creating and removing it (a cgroup, or the
+   watchdog's bookkeeping), and one look of its watchdog at a running submission (every 0.2 s),
+   for this machine's backend and for the watchdog fallback.
 2. kernel: start a kernel, run ``import numpy, course_lib`` and ``1 + 1``, shut it down
    (nbclient, as nbgrader does), with the normal kernel manager and the sandboxed one.
 3. autograde: the real ``nbgrader autograde`` (tools/pipeline.py) of ``--n`` copies of each
@@ -33,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-from tools import pipeline, sandbox  # noqa: E402
+from tools import budget, pipeline, sandbox  # noqa: E402
 from tools.samples import write_submission  # noqa: E402
 
 
@@ -46,17 +49,58 @@ def bench_bwrap(repeats: int) -> tuple[list[float], list[float]]:
         uid = sandbox.sandbox_uid()
         runtime = sandbox.prepare_runtime_dir(uid)
         try:
-            cmd = sandbox.wrap_command(["/bin/true"], work, runtime, uid=uid)
             for _ in range(repeats):
                 t = time.perf_counter()
                 subprocess.run(["/bin/true"], check=True)
                 off.append(time.perf_counter() - t)
                 t = time.perf_counter()
+                box = budget.new_budget(sandbox.DEFAULT_LIMITS.memory_bytes, sandbox.DEFAULT_LIMITS.tasks,
+                                        str(work), uid)
+                cmd = sandbox.wrap_command(["/bin/true"], work, runtime, uid=uid, prefix=box.prefix())
                 subprocess.run(cmd, check=True, cwd=work)
+                box.close()
                 on.append(time.perf_counter() - t)
         finally:
             shutil.rmtree(runtime, ignore_errors=True)
     return off, on
+
+
+def bench_budget(repeats: int) -> list[tuple[str, list[float]]]:
+    """Seconds to create and remove a budget, and for one watchdog look at a running sandbox."""
+    rows = []
+    kinds = [budget.backend()] + (["watchdog"] if budget.backend() != "watchdog" else [])
+    with tempfile.TemporaryDirectory(prefix="kvsb-bench-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        for kind in kinds:
+            def make(kind: str = kind) -> budget.Budget:
+                if kind == "watchdog":
+                    return budget.WatchdogBudget(sandbox.DEFAULT_LIMITS.memory_bytes, sandbox.DEFAULT_LIMITS.tasks,
+                                                 str(work))
+                return budget.CgroupBudget(kind, sandbox.DEFAULT_LIMITS.memory_bytes, sandbox.DEFAULT_LIMITS.tasks,
+                                           str(work))
+            setup = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                make().close()
+                setup.append(time.perf_counter() - t)
+            rows.append((f"budget ({kind}): create + remove", setup))
+            # one look at a submission of 1 kernel-sized process (a Python with numpy loaded)
+            box = make()
+            proc = subprocess.Popen(box.prefix() + [sys.executable, "-c", "import numpy, time; time.sleep(60)"])
+            box._root_pid = proc.pid
+            time.sleep(1.0)
+            looks = []
+            for _ in range(repeats * 4):
+                t = time.perf_counter()
+                if box.exceeded():
+                    raise RuntimeError("an idle Python exceeded the budget")
+                looks.append(time.perf_counter() - t)
+            proc.kill()
+            proc.wait()
+            box.close()
+            rows.append((f"budget ({kind}): one watchdog look (every 0.2 s)", looks))
+    return rows
 
 
 def bench_kernel(repeats: int) -> tuple[list[float], list[float]]:
@@ -129,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     print(sandbox.status_line())
     lines = [f"{'measurement (median seconds)':<48} {'n':>3} {'off':>9} {'on':>9} {'on - off':>9}", "-" * 83]
     off, on = bench_bwrap(20)
-    lines.append(_row("bwrap around /bin/true", off, on))
+    lines.append(_row("bwrap + budget around /bin/true", off, on))
+    for name, values in bench_budget(args.repeats):
+        lines.append(f"{name:<48} {len(values):>3} {'':>9} {statistics.median(values):>9.4f} "
+                     f"{statistics.median(values):>+9.4f}")
     off, on = bench_kernel(args.repeats)
     lines.append(_row("kernel start + 2 cells + shutdown", off, on))
     times = bench_autograde(args.labs, args.n)

@@ -20,3 +20,19 @@ c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE_ROOT", "/srv/nbgrader/exchan
 
 # Students' fetched labs land in ~/<lab>/ (set True if a student takes several courses).
 c.Exchange.path_includes_course = False
+
+# Grading happens only in the course folder, whose own nbgrader_config.py (read after this file,
+# so its settings win) runs student code in the grading sandbox and checks integrity afterwards.
+# Anywhere else `nbgrader autograde` would run student code unconfined: refuse, before any runs.
+from nbconvert.preprocessors import Preprocessor  # noqa: E402
+
+
+class AutogradeOnlyInTheCourseFolder(Preprocessor):
+    """Refuses to autograde outside the course folder (replaced by the course's own list there)."""
+
+    def preprocess(self, nb, resources):
+        raise RuntimeError("autograde from the course folder (its nbgrader_config.py sandboxes student code "
+                           "and runs the integrity check): cd there and run `make autograde`")
+
+
+c.Autograde.autograde_preprocessors = [AutogradeOnlyInTheCourseFolder]
