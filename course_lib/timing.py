@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -87,14 +88,29 @@ def is_autograding() -> bool:
 
 
 def progress(iterable: Iterable[T], desc: str = "", total: int | None = None) -> Iterator[T]:
-    """A progress bar (tqdm) that also behaves in plain terminals and while grading.
+    """Progress of long work: a text bar in a terminal, one plain line per item elsewhere.
 
-    While autograding, no bar is drawn: tqdm writes to stderr, and nbgrader
-    would count any stderr output of a test cell as a failure.
+    * In a terminal: ``tqdm.std``'s text bar on stderr.
+    * In a notebook (and anywhere stderr is not a terminal): after each item, one line on
+      stdout, ``"<desc>: 3/7 done, 12.5 s"``. Plain text on purpose: ``tqdm.auto`` would
+      create an ipywidgets widget, which needs JavaScript from the network to show in a
+      saved notebook or on the solutions site.
+    * While autograding: nothing (nbgrader counts any stderr output of a test cell as a
+      failure, and the grader's log needs no progress).
     """
     if is_autograding():
         yield from iterable
         return
-    from tqdm.auto import tqdm
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)  # type: ignore[arg-type]
+    if sys.stderr.isatty():
+        from tqdm.std import tqdm
 
-    yield from tqdm(iterable, desc=desc, total=total)
+        yield from tqdm(iterable, desc=desc, total=total)
+        return
+    start = time.perf_counter()
+    for done, item in enumerate(iterable, start=1):
+        yield item
+        of = f"/{total}" if total is not None else ""
+        print(f"{desc + ': ' if desc else ''}{done}{of} done, {format_seconds(time.perf_counter() - start)}",
+              flush=True)

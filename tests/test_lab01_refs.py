@@ -17,6 +17,17 @@ from course_lib.minigpt import load_minigpt, weights_fingerprint
 from tools.nbbuild import render
 
 REF = R.REF_DIR / R.REF_FILE
+
+# Floats are never compared bit for bit across machines: another CPU (or a GPU) sums in another
+# order. Chosen tolerances, with the reason:
+#: Reference arrays regenerated on this machine vs the stored ones (relative error norm). 10x
+#: below the grading tolerance (1e-4), so a drifted reference cannot eat the margin of a correct
+#: answer; an AMD EPYC vs an Intel Xeon differed by at most 1.7e-6 on these arrays.
+REPRODUCE_RTOL = 1e-5
+#: Greedy margins (top-1 minus top-2 logit, in logit units) regenerated vs stored. The two CPUs
+#: above differed by 4.8e-6; 1e-4 is 20x that and 100x below MIN_MARGIN (1e-2), the margin a
+#: prompt must have, so a margin that moved this little cannot hide a token that could flip.
+MARGIN_ATOL = 1e-4
 REQUIRED_META = ["device", "device_name", "torch_version", "numpy_version", "dtype", "allow_tf32_matmul",
                  "allow_tf32_cudnn", "float32_matmul_precision", "created_utc", "weights_fingerprint",
                  "solution_sha256"]
@@ -76,21 +87,54 @@ def test_source_notebook_is_built_from_labs():
     assert render(lab) == R.SOURCE_NOTEBOOK.read_text(), "run `python -m tools.nbbuild`"
 
 
+def _compare_regenerated(new: dict, stored: dict) -> list[str]:
+    """Keys whose regenerated value differs from the stored one beyond the chosen tolerances.
+
+    Integers, booleans and token ids must be equal; float arrays within REPRODUCE_RTOL
+    (relative error norm); the float scalars (greedy margins) within MARGIN_ATOL.
+    """
+    bad = []
+    if set(new) != set(stored):
+        return sorted(set(new) ^ set(stored))
+    for key in new:
+        if key == "meta":
+            continue
+        a, b = np.asarray(new[key]), np.asarray(stored[key])
+        if a.shape != b.shape or a.dtype != b.dtype:
+            bad.append(f"{key}: {a.shape} {a.dtype} vs {b.shape} {b.dtype}")
+        elif a.dtype.kind == "f" and a.ndim:
+            if not np.linalg.norm(a.astype(np.float64) - b) <= REPRODUCE_RTOL * np.linalg.norm(b) + 1e-12:
+                bad.append(key)
+        elif a.dtype.kind == "f":
+            if not abs(float(a) - float(b)) <= MARGIN_ATOL:
+                bad.append(f"{key}: {float(a)!r} vs {float(b)!r}")
+        elif not np.array_equal(a, b):
+            bad.append(key)
+    return bad
+
+
+def test_comparison_of_regenerated_arrays_uses_tolerances_not_bits(refs):
+    """Rounding a float a little (as another CPU does) passes; a changed token or a large drift fails."""
+    stored = dict(refs)
+    nudged = dict(refs)
+    nudged["gen/0/min_margin"] = np.array(float(refs["gen/0/min_margin"]) + 4.8e-6)  # as seen across CPUs
+    out = refs["attn/0/out"]
+    nudged["attn/0/out"] = (out * (1 + 1e-7)).astype(out.dtype)
+    assert _compare_regenerated(nudged, stored) == []
+    tokens = refs["gen/0/tokens"].copy()
+    tokens[0, -1] = (tokens[0, -1] + 1) % 256
+    assert _compare_regenerated({**stored, "gen/0/tokens": tokens}, stored) == ["gen/0/tokens"]
+    drifted = (out * (1 + 1e-3)).astype(out.dtype)
+    assert _compare_regenerated({**stored, "attn/0/out": drifted}, stored) == ["attn/0/out"]
+    moved = np.array(float(refs["gen/0/min_margin"]) + 1e-3)
+    assert len(_compare_regenerated({**stored, "gen/0/min_margin": moved}, stored)) == 1
+
+
 def test_regenerating_on_cpu_reproduces_the_stored_arrays(refs, tmp_path):
     arrays, meta = R.make_references("cpu", log=lambda _m: None)
     R.write_references(tmp_path, arrays, meta)
     with np.load(tmp_path / R.REF_FILE, allow_pickle=False) as new:
-        assert set(new.files) == set(refs)
-        for key in new.files:
-            if key == "meta":
-                continue
-            a, b = new[key], refs[key]
-            assert a.shape == b.shape and a.dtype == b.dtype, key
-            if a.dtype.kind == "f" and a.ndim:
-                # same inputs and code; another CPU or a GPU rounds differently, 10x below the tolerance
-                assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(b) + 1e-12, key
-            else:
-                assert np.array_equal(a, b), key
+        assert _compare_regenerated({k: new[k] for k in new.files}, refs) == []
 
 
 def test_stored_references_cover_the_issue_cases(refs):
@@ -116,13 +160,14 @@ def test_solution_reproduces_references_and_bugs_differ(refs):
         q, k, v = (torch.from_numpy(refs[f"attn/{i}/{n}"]) for n in "qkv")
         out = ns["attention"](q, k, v, causal=bool(refs[f"attn/{i}/causal"])).numpy()
         ref = refs[f"attn/{i}/out"]
-        assert np.linalg.norm(out - ref) <= 1e-6 * np.linalg.norm(ref)
+        assert np.linalg.norm(out - ref) <= REPRODUCE_RTOL * np.linalg.norm(ref)
     idx = torch.from_numpy(refs["fwd/idx"])
     for name in R.load_variants().FORWARD_MUTANTS:
         bug = refs[f"fwd/bug/{name}"]
         assert np.linalg.norm(bug - refs["fwd/logits"]) > 1e-2 * np.linalg.norm(refs["fwd/logits"]), name
-    cached = R.run_forward_schedule(ns, idx, [int(s) for s in refs["fwd/schedule"]])
-    assert np.linalg.norm(cached - refs["fwd/logits"]) <= 1e-5 * np.linalg.norm(refs["fwd/logits"])
+    cached = R.run_forward_schedule(ns, idx, [int(s) for s in refs["fwd/schedule"]],
+                                    capacity=int(refs["fwd/capacity"]))
+    assert np.linalg.norm(cached - refs["fwd/logits"]) <= REPRODUCE_RTOL * np.linalg.norm(refs["fwd/logits"])
 
 
 def test_tolerance_is_calibrated_with_10x_margins():
@@ -142,12 +187,17 @@ def test_tolerance_is_calibrated_with_10x_margins():
     assert (R.ROOT / "docs" / "calibration_lab01.md").exists()
 
 
-def test_benchmark_script_prints_its_table():
-    out = subprocess.run([sys.executable, str(R.ROOT / "bench" / "bench_lab01.py"), "--lengths", "16", "32",
-                          "--repeats", "1", "--new-tokens", "2"],
+def test_benchmark_script_prints_its_tables():
+    out = subprocess.run([sys.executable, str(R.ROOT / "bench" / "bench_lab01.py"), "--lengths", "16", "32", "64",
+                          "--repeats", "1", "--new-tokens", "2", "--gqa-length", "256",
+                          "--e2e-lengths", "8", "24", "--e2e-new-tokens", "3"],
                          capture_output=True, text=True, timeout=300, cwd=R.ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
-    lines = out.stdout.strip().splitlines()
-    assert lines[0].split("|")[0].strip() == "S" and "HF cached/token" in lines[0]
-    assert [ln.split("|")[0].strip() for ln in lines[2:]] == ["16", "32"]
+    decode, gqa, e2e = (block.splitlines() for block in out.stdout.strip().split("\n\n"))
+    assert decode[0].split("|")[0].strip() == "S" and "HF cached/token" in decode[0]
+    assert [ln.split("|")[0].strip() for ln in decode[2:]] == ["16", "32", "64"]
     assert "n/a" not in out.stdout  # transformers is installed: the peer column is measured
+    assert "256 cached tokens" in gqa[0] and "grouped rows" in gqa[1]
+    assert [ln.split("(")[0].strip() for ln in gqa[3:]] == ["MiniGPT", "Llama-3-8B layer"]
+    assert "cost model fitted" in e2e[0] and "TTFT" in e2e[1]
+    assert [ln.split("|")[0].strip() for ln in e2e[3:]] == ["8", "24"]

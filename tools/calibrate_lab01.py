@@ -78,7 +78,7 @@ def calibrate(ref_path: Path = R.REF_DIR / R.REF_FILE) -> tuple[list[dict], dict
     impls: dict[str, tuple[str, dict]] = {"solution (explicit matmul + softmax)": ("correct", {})}
     for name, cells in variants.CORRECT.items():
         impls[name] = ("correct", cells)
-    impls["TF32-rounded operands (not allowed)"] = ("tf32", {"attention": _TF32_ATTENTION})
+    impls["TF32-rounded operands, simulated (not allowed)"] = ("tf32", {"attention": _TF32_ATTENTION})
     for name in variants.FORWARD_MUTANTS:
         impls[name] = ("bug", mutants[name]["cells"])
     spaces = {name: R.build_namespace(setup, solutions, replace=cells) for name, (_, cells) in impls.items()}
@@ -155,17 +155,19 @@ def render(rows: list[dict], summary: list[dict], meta: dict) -> str:
     if meta["device"] != "cuda":
         lines += [
             "> **These references were computed on a CPU, not on a CUDA GPU.** No GPU was available when",
-            "> they were made. The errors below are therefore CPU implementations against a CPU reference",
-            "> (different summation orders and kernels on the same machine). Regenerate the references",
-            "> on a GPU with `python -m course_lib.references --device cuda`, then rerun this script:",
-            "> fp32 GPU kernels without TF32 differ from CPU ones by rounding only (same order as the",
-            "> correct-implementation rows here), far below the tolerance.",
+            "> they were made. Every error below is a CPU implementation against a CPU reference on the",
+            "> same machine (different summation orders and kernels). **Not measured:** a GPU against",
+            "> these references. fp32 GPU kernels with TF32 off also differ by rounding order only, so",
+            "> errors of the order of the correct rows are expected, but that is an expectation, not a",
+            "> measurement: regenerate on a GPU with `python -m course_lib.references --device cuda`",
+            "> and rerun this script to measure it. The TF32 rows are *simulated* on the CPU (the matmul",
+            "> operands rounded to TF32's 10-bit mantissa), not measured on a GPU.",
             "",
         ]
     lines += [
         "## Summary per reference",
         "",
-        "| reference | worst correct | smallest bug | TF32 operands | margin below tol | margin above tol | correct impls failing `atol=1e-5` |",
+        "| reference | worst correct | smallest bug | TF32 operands (simulated) | margin below tol | margin above tol | correct impls failing `atol=1e-5` |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in summary:

@@ -10,8 +10,32 @@ from __future__ import annotations
 LAB = "lab01_kv_cache"
 
 # ---------------------------------------------------------------------------------------------
-# Base cells (the source solution, restated) from which the mutants are made by one edit each.
+# Base cells from which the mutants are made by one edit each: the source solution restated
+# (GROUPED_ROWS: GQA by grouping the queries, no copy of K and V) and the common student form
+# that expands K and V with repeat_interleave (ATTENTION; also a CORRECT variant below).
 # ---------------------------------------------------------------------------------------------
+
+GROUPED_ROWS = '''\
+def attention(q, k, v, causal=True):
+    B, H, T_q, D = q.shape
+    H_kv, T_k = k.shape[1], k.shape[2]
+    if H % H_kv != 0:
+        raise ValueError(f"H={H} is not a multiple of H_kv={H_kv}")
+    if T_q > T_k:
+        raise ValueError(f"T_q={T_q} > T_k={T_k}")
+    group = H // H_kv
+    q_rows = q.reshape(B, H_kv, group * T_q, D)
+    scores = (q_rows @ k.transpose(-2, -1)) / math.sqrt(D)
+    scores = scores.view(B, H_kv, group, T_q, T_k)
+    if causal:
+        past_len = T_k - T_q
+        query_pos = torch.arange(T_q, device=q.device)[:, None] + past_len
+        key_pos = torch.arange(T_k, device=q.device)[None, :]
+        scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    out = weights.view(B, H_kv, group * T_q, T_k) @ v
+    return out.view(B, H, T_q, D)
+'''
 
 ATTENTION = '''\
 def attention(q, k, v, causal=True):
@@ -425,7 +449,24 @@ def generate(model, prompt_ids, max_new_tokens, use_cache=True):
         return torch.cat([prompt_ids, *new_tokens], dim=1)
 '''
 
+# GQA by a 5-D broadcast: q as (B, H_kv, g, T_q, D) against k, v as (B, H_kv, 1, T_k, D). Correct;
+# torch.matmul copies the broadcast K and V internally (slower than repeat_interleave; the lab
+# measures it), and the bottom-right mask built with tril(diagonal=T_k - T_q).
+ATTN_BROADCAST_5D = '''\
+def attention(q, k, v, causal=True):
+''' + _CHECKS + '''\
+    g = H // H_kv
+    q5 = q.reshape(B, H_kv, g, T_q, D)
+    s = q5 @ k[:, :, None].transpose(-2, -1) / math.sqrt(D)
+    if causal:
+        allowed = torch.ones(T_q, T_k, dtype=torch.bool, device=q.device).tril(diagonal=T_k - T_q)
+        s = s.masked_fill(~allowed, float("-inf"))
+    return (torch.softmax(s, dim=-1) @ v[:, :, None]).reshape(B, H, T_q, D)
+'''
+
 CORRECT: dict[str, dict[str, str]] = {
+    "repeat_interleave": {"attention": ATTENTION},
+    "broadcast_5d": {"attention": ATTN_BROADCAST_5D},
     "einsum_grouped": {"attention": ATTN_EINSUM},
     "float64_inside": {"attention": ATTN_FLOAT64},
     "sdpa_explicit_mask": {"attention": ATTN_SDPA_MASK},
@@ -441,7 +482,8 @@ CORRECT: dict[str, dict[str, str]] = {
 }
 
 # The subset of CORRECT that replaces attention (the calibration report's rows).
-CORRECT_ATTENTION = ["einsum_grouped", "float64_inside", "sdpa_explicit_mask", "loop_over_heads"]
+CORRECT_ATTENTION = ["repeat_interleave", "broadcast_5d", "einsum_grouped", "float64_inside",
+                     "sdpa_explicit_mask", "loop_over_heads"]
 
 # ---------------------------------------------------------------------------------------------
 # Realistic mistakes
@@ -471,7 +513,27 @@ MUTANTS: list[dict] = [
                                         "k = k.repeat(1, group, 1, 1)"),
                                   "v = v.repeat_interleave(group, dim=1)", "v = v.repeat(1, group, 1, 1)")},
      "fails": ["test_attention", "test_forward"],
-     "message": "repeat instead of repeat_interleave"},
+     "message": "KV head h % H_kv"},
+    # the grouped (copy-free) form with the group axes swapped: (B, g, H_kv, ...) instead of
+    # (B, H_kv, g, ...); query head h then uses KV head h % H_kv, as with repeat
+    {"name": "gqa_grouped_wrong_order",
+     "cells": {"attention": _edit(_edit(GROUPED_ROWS,
+                                        "q_rows = q.reshape(B, H_kv, group * T_q, D)",
+                                        "q_rows = q.reshape(B, group, H_kv, T_q, D).transpose(1, 2)"
+                                        ".reshape(B, H_kv, group * T_q, D)"),
+                                  "return out.view(B, H, T_q, D)",
+                                  "return out.view(B, H_kv, group, T_q, D).transpose(1, 2).reshape(B, H, T_q, D)")},
+     "fails": ["test_attention", "test_forward"],
+     "message": "KV head h % H_kv"},
+    # a correct computation without the shape checks: loses only the validation cell
+    {"name": "attention_no_validation",
+     "cells": {"attention": _edit(GROUPED_ROWS, '''    if H % H_kv != 0:
+        raise ValueError(f"H={H} is not a multiple of H_kv={H_kv}")
+    if T_q > T_k:
+        raise ValueError(f"T_q={T_q} > T_k={T_k}")
+''', "")},
+     "fails": ["test_attention_validation"],
+     "message": "expected ValueError"},
     {"name": "cache_not_appended",
      "cells": {"kv_cache": _edit(KV_CACHE, "        self.lengths[layer_idx] = end\n", "")},
      "fails": ["test_kv_cache", "test_forward"],
@@ -517,8 +579,22 @@ class KVCache:
 ''', '''        end = min(end, self.max_seq_len)
         k_new, v_new = k_new[:, :, :end - start], v_new[:, :, :end - start]
 ''')},
-     "fails": ["test_kv_cache"],
+     "fails": ["test_kv_cache_validation"],
      "message": "did not raise ValueError"},
+    # a correct cache without any check: loses only the validation cell
+    {"name": "cache_no_validation",
+     "cells": {"kv_cache": _edit(_edit(KV_CACHE, '''        if k_new.shape[0] != self.k.shape[1] or k_new.shape[1] != self.k.shape[2] \\
+                or k_new.shape[3] != self.k.shape[4]:
+            raise ValueError(f"k_new has shape {tuple(k_new.shape)}, does not fit the cache")
+''', ""), '''        if end > self.max_seq_len:
+            raise ValueError(f"KV cache overflow: {end} > max_seq_len={self.max_seq_len}")
+''', "")},
+     "fails": ["test_kv_cache_validation"],
+     "message": "did not raise ValueError"},
+    {"name": "overflow_off_by_one",
+     "cells": {"kv_cache": _edit(KV_CACHE, "if end > self.max_seq_len:", "if end >= self.max_seq_len:")},
+     "fails": ["test_kv_cache_validation"],
+     "message": "off by one"},
     {"name": "positions_restart",
      "cells": {"forward": _edit(FORWARD, "positions = torch.arange(past_len, past_len + T, device=idx.device)",
                                 "positions = torch.arange(T, device=idx.device)")},
