@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import subprocess
+import symtable
 import sys
 import tempfile
 import time
@@ -120,29 +121,55 @@ def defined_names(code: str) -> list[str]:
 
 
 def _used_names(code: str) -> set[str] | None:
-    tree = _python(code)
-    if tree is None:
+    """Global names a cell reads: at its top level, or inside its functions and classes where
+    they are not their own locals (a local ``table`` in a function needs no cell's ``table``)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        top = symtable.symtable(TransformerManager().transform_cell(code), "<cell>", "exec")
+    except SyntaxError:
         return None
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names: set[str] = set()
+    scopes = [top]
+    while scopes:
+        scope = scopes.pop()
+        for symbol in scope.get_symbols():
+            if symbol.is_referenced() and (scope is top or symbol.is_global()):
+                names.add(symbol.get_name())
+        scopes += scope.get_children()
+    return names
+
+
+def _root_name(node: ast.AST | None, through_calls: bool = True) -> str | None:
+    """``model`` for ``model.blocks[0].eval()``; with ``through_calls`` False, None for a call."""
+    while isinstance(node, ast.Call | ast.Attribute | ast.Subscript):
+        if isinstance(node, ast.Call) and not through_calls:
+            return None
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def _touches(code: str, names: set[str]) -> bool:
-    """Whether a top-level statement of ``code`` changes one of ``names`` in place
-    (``model.eval()``, ``table["x"] = ...``, ``counts += 1``)."""
+    """Whether a top-level statement of ``code`` may change one of ``names`` in place:
+    ``model.eval()``, ``table["x"] = ...``, ``counts += 1``, ``init(model)``. A plain call of a
+    function that is handed none of them (``cache_size_table(...)``) changes nothing of theirs."""
     tree = _python(code)
     if tree is None:
         return True
     for node in tree.body:
-        root = None
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name):
+            arguments = [*node.value.args, *(k.value for k in node.value.keywords)]
+            if any(_root_name(a, through_calls=False) in names for a in arguments):
+                return True
+            continue
+        target = None
         if isinstance(node, ast.Expr):
-            root = node.value
+            target = node.value
         elif isinstance(node, ast.Assign):
-            root = next((t for t in node.targets if not isinstance(t, ast.Name)), None)
+            target = next((t for t in node.targets if not isinstance(t, ast.Name)), None)
         elif isinstance(node, ast.AugAssign):
-            root = node.target
-        while isinstance(root, ast.Call | ast.Attribute | ast.Subscript):
-            root = root.func if isinstance(root, ast.Call) else root.value
-        if isinstance(root, ast.Name) and root.id in names:
+            target = node.target
+        if _root_name(target) in names:
             return True
     return False
 
@@ -226,9 +253,12 @@ class StudentProcess:
         for name in _CHILD_FILES:
             shutil.copy(Path(__file__).with_name(name), self.folder / name)
         self.runtime: Path | None = None
+        self.uid: int | None = None
+        self.budget: Any = None
         self.process: subprocess.Popen | None = None
         self.conn: wire.Connection | None = None
         self.failed_cells: list = []
+        self.over_budget: list[str] = []  # why a process was killed for its memory or tasks
 
     def start(self) -> None:
         cmd = [sys.executable, "-u", str(self.folder / "verdict_child.py")]
@@ -236,17 +266,21 @@ class StudentProcess:
         env["NBGRADER_EXECUTION"] = "autograde"  # the labs' quick mode, exactly as in nbgrader's run
         env["MPLBACKEND"] = "Agg"
         if self.sandboxed:  # the sandbox passes NBGRADER_EXECUTION through; run() sets it
-            from tools import sandbox
+            from tools import budget, sandbox
 
-            uid = sandbox.sandbox_uid()
-            self.runtime = sandbox.prepare_runtime_dir(uid)
+            self.uid = sandbox.sandbox_uid()
+            self.runtime = sandbox.prepare_runtime_dir(self.uid)
             sandbox.seal_runtime_dir(self.runtime)  # nothing for the child to write there
+            limits = sandbox.DEFAULT_LIMITS  # the same budget as the notebook's kernel
+            self.budget = budget.new_budget(limits.memory_bytes, limits.tasks, str(self.folder), self.uid)
             cmd = sandbox.wrap_command([sys.executable, "-u", "verdict_child.py"], self.folder,
-                                       self.runtime, uid=uid)
+                                       self.runtime, limits=limits, uid=self.uid, prefix=self.budget.prefix())
         self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, env=env, cwd=self.folder,
                                         start_new_session=True)
         assert self.process.stdin is not None and self.process.stdout is not None
+        if self.budget is not None:
+            self.budget.watch(self.process.pid)
         self.conn = wire.Connection(self.process.stdout.fileno(), self.process.stdin.fileno(),
                                     side="grader", ops=wire.GRADER_OPS)
         wire.write_message(self.conn.fd_out, {"cells": self.cells})
@@ -272,6 +306,17 @@ class StudentProcess:
             self.process = None
         if self.conn is not None:
             self.conn.closed = True
+        if self.budget is not None:  # whatever the student's code left running dies with it
+            reason = self.budget.exceeded()
+            if reason:
+                self.over_budget.append(reason)
+            self.budget.close()
+            self.budget = None
+        if self.uid is not None:
+            from tools import sandbox
+
+            sandbox.release_uid(self.uid)
+            self.uid = None
         if self.runtime is not None:
             shutil.rmtree(self.runtime, ignore_errors=True)
             self.runtime = None
@@ -333,6 +378,7 @@ def run(submission_path: Path, source_path: Path, sandboxed: bool | None = None,
     finally:
         os.chdir(old_cwd)
         student.close()
+        verdict.notes += student.over_budget
         shutil.rmtree(workdir, ignore_errors=True)
     verdict.seconds = round(time.perf_counter() - t0, 2)
     return verdict
@@ -352,6 +398,8 @@ def _run_steps(steps: Plan, student: StudentProcess, verdict: Verdict, cell_time
     def fresh_student() -> bool:
         nonlocal alive
         student.stop()
+        verdict.notes += student.over_budget
+        student.over_budget = []
         try:
             student.start()
         except (wire.PeerLost, wire.WireError, OSError) as exc:
@@ -388,7 +436,11 @@ def _run_steps(steps: Plan, student: StudentProcess, verdict: Verdict, cell_time
         if student.conn.closed or isinstance(error, wire.PeerLost):
             alive = False
         if kind == "test":
-            verdict.tests[grade_id] = TestResult(error is None, "" if error is None else _describe(error))
+            message = "" if error is None else _describe(error)
+            over = student.budget.exceeded() if not alive and student.budget is not None else None
+            if over:
+                message += f" ({over})"
+            verdict.tests[grade_id] = TestResult(error is None, message)
     for grade_id in steps.tests:
         verdict.tests.setdefault(grade_id, TestResult(False, "not run"))
 
