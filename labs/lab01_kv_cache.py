@@ -937,8 +937,9 @@ for S, (tc, tu) in results.items():
 #   8 times (`q @ k^T` writes them, `/ sqrt(D)`, `masked_fill` and `softmax` each read and write
 #   them, `@ v` reads them);
 # * $t_0$, peak and bandwidth are **not** taken from a data sheet: they are fitted to the
-#   forward passes just timed (one decode step and one uncached pass per length), by least
-#   squares on relative errors with every constant $\ge 0$ (`course_lib.e2e.fit_step_cost`).
+#   forward passes just timed (one decode step and one uncached pass per length, the fastest
+#   of the repeats: other programs on the machine can only add time), by least squares on
+#   relative errors with every constant $\ge 0$ (`course_lib.e2e.fit_step_cost`).
 #
 # The fitted "peak" and "bandwidth" are the effective rates of this code on this machine,
 # usually far below the hardware's figures (small matrices, several passes, Python between
@@ -950,8 +951,8 @@ from course_lib.e2e import ForwardShape, fit_step_cost
 SHAPE = ForwardShape.of(model)
 timed_passes = []
 for S, (tc, tu) in results.items():
-    timed_passes.append((1, S + 1, tc.median))      # decode step: 1 query over S + 1 keys
-    timed_passes.append((S + 1, S + 1, tu.median))  # no cache: S + 1 queries over S + 1 keys
+    timed_passes.append((1, S + 1, tc.minimum))      # decode step: 1 query over S + 1 keys
+    timed_passes.append((S + 1, S + 1, tu.minimum))  # no cache: S + 1 queries over S + 1 keys
 cost = fit_step_cost(SHAPE, timed_passes)
 print("Fitted on this machine:", cost.describe())
 
@@ -961,12 +962,13 @@ def _dominant(t_q, t_k):
     return max(parts, key=parts.get)
 
 
+print("fastest run of each pass, measured vs predicted by the fitted model")
 print(f"{'S':>7} {'cached':>10} {'predicted':>10} {'uncached':>10} {'predicted':>10} "
       f"{'speedup':>8} {'predicted':>10} {'FLOP ratio':>10}   largest term (cached / uncached)")
 for S, (tc, tu) in results.items():
     pc, pu = cost.step_time(1, S + 1), cost.step_time(S + 1, S + 1)
-    print(f"{S:>7,} {format_seconds(tc.median):>10} {format_seconds(pc):>10} {format_seconds(tu.median):>10} "
-          f"{format_seconds(pu):>10} {tu.median / tc.median:>7.1f}x {pu / pc:>9.1f}x "
+    print(f"{S:>7,} {format_seconds(tc.minimum):>10} {format_seconds(pc):>10} {format_seconds(tu.minimum):>10} "
+          f"{format_seconds(pu):>10} {tu.minimum / tc.minimum:>7.1f}x {pu / pc:>9.1f}x "
           f"{decode_flops(S, False) / decode_flops(S, True):>9.0f}x   {_dominant(1, S + 1)} / {_dominant(S + 1, S + 1)}")
 _S_top = max(LENGTHS)
 print(f"At S={_S_top:,} one (1, {H}, S, S) fp32 score tensor is {format_bytes(4 * H * _S_top ** 2, 'auto-decimal')} "
@@ -1025,19 +1027,29 @@ with torch.no_grad():
                            warmup=1 if S <= 300 else 0)
         e2e[S] = (ttft, cached, uncached)
 
-print(f"generate(model, prompt (1, S), {N_NEW}): medians on this machine; speedup = uncached / cached total")
+print(f"generate(model, prompt (1, S), {N_NEW}): fastest of the repeats on this machine; "
+      f"speedup = uncached / cached total")
 print(f"{'S':>6} {'TTFT':>9} {'per token':>10} {'per token':>10} {'total':>9} {'total':>9} "
       f"{'speedup':>8} {'predicted':>9} {'pred/meas':>9}")
 print(f"{'':>6} {'':>9} {'cached':>10} {'uncached':>10} {'cached':>9} {'uncached':>9}")
 e2e_deviation = {}
+def per_token(total, first):
+    """Latency of each token after the first: (total - TTFT) / (n - 1), or None if noise hid it."""
+    rest = total.minimum - first.minimum
+    return rest / (N_NEW - 1) if rest > 0 else None
+
+
+def _fmt(seconds):
+    return "n/a" if seconds is None else format_seconds(seconds)
+
+
 for S, (ttft, cached, uncached) in e2e.items():
-    measured = uncached.median / cached.median
+    measured = uncached.minimum / cached.minimum
     predicted = cost.generation_time(S, N_NEW, cached=False) / cost.generation_time(S, N_NEW, cached=True)
     e2e_deviation[S] = predicted / measured - 1
-    print(f"{S:>6,} {format_seconds(ttft.median):>9} "
-          f"{format_seconds((cached.median - ttft.median) / (N_NEW - 1)):>10} "
-          f"{format_seconds((uncached.median - ttft.median) / (N_NEW - 1)):>10} "
-          f"{format_seconds(cached.median):>9} {format_seconds(uncached.median):>9} "
+    print(f"{S:>6,} {format_seconds(ttft.minimum):>9} {_fmt(per_token(cached, ttft)):>10} "
+          f"{_fmt(per_token(uncached, ttft)):>10} "
+          f"{format_seconds(cached.minimum):>9} {format_seconds(uncached.minimum):>9} "
           f"{measured:>7.1f}x {predicted:>8.1f}x {predicted / measured:>9.2f}")
 _worst = max(e2e_deviation, key=lambda s: abs(e2e_deviation[s]))
 print(f"Largest deviation of the predicted speedup from the measured one: {e2e_deviation[_worst]:+.0%} "
@@ -1059,7 +1071,8 @@ _ = plot_latency(_S, {"with KV cache": [results[s][0] for s in _S],
                  title=f"MiniGPT: time to produce one token after S tokens ({model.device.type})")
 
 _, _ax = new_axes()
-_ax.plot(_S, [results[s][1].median / results[s][0].median for s in _S], marker="o", label="measured")
+_ax.plot(_S, [results[s][1].minimum / results[s][0].minimum for s in _S], marker="o",
+         label="measured (fastest runs)")
 _ax.plot(_S, [cost.step_time(s + 1, s + 1) / cost.step_time(1, s + 1) for s in _S], linestyle="--",
          marker="x", label="fitted model (overhead + FLOPs + bytes)")
 _ax.plot(_S, [decode_flops(s, False) / decode_flops(s, True) for s in _S], linestyle=":",
@@ -1073,10 +1086,10 @@ _ax.legend()
 
 _E = list(e2e)
 _fig, (_ax1, _ax2) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-_ax1.plot(_E, [e2e[s][0].median for s in _E], marker="o", label="TTFT (prefill)")
-_ax1.plot(_E, [(e2e[s][1].median - e2e[s][0].median) / (N_NEW - 1) for s in _E], marker="o",
+_ax1.plot(_E, [e2e[s][0].minimum for s in _E], marker="o", label="TTFT (prefill)")
+_ax1.plot(_E, [per_token(e2e[s][1], e2e[s][0]) or math.nan for s in _E], marker="o",
           label="per token, with cache")
-_ax1.plot(_E, [(e2e[s][2].median - e2e[s][0].median) / (N_NEW - 1) for s in _E], marker="o",
+_ax1.plot(_E, [per_token(e2e[s][2], e2e[s][0]) or math.nan for s in _E], marker="o",
           label="per token, without cache")
 _ax1.set_xscale("log")
 _ax1.set_yscale("log")
@@ -1085,7 +1098,7 @@ _ax1.set_ylabel("time (s)")
 _ax1.set_title("Time to first token vs per-token latency")
 _ax1.grid(True, which="both", alpha=0.3)
 _ax1.legend()
-_ax2.plot(_E, [e2e[s][2].median / e2e[s][1].median for s in _E], marker="o", label="measured")
+_ax2.plot(_E, [e2e[s][2].minimum / e2e[s][1].minimum for s in _E], marker="o", label="measured")
 _ax2.plot(_E, [cost.generation_time(s, N_NEW, False) / cost.generation_time(s, N_NEW, True) for s in _E],
           linestyle="--", marker="x", label="fitted model")
 _ax2.axhline(N_NEW, color="grey", linestyle=":", label=f"n = {N_NEW} (the limit)")

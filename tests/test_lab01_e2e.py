@@ -12,9 +12,8 @@ from contextlib import redirect_stdout
 import pytest
 import torch
 
-from course_lib import e2e
+from course_lib import e2e, timing
 from course_lib import references as R
-from course_lib import timing
 from course_lib.minigpt import load_minigpt
 from course_lib.specs import MINIGPT
 
