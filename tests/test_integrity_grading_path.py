@@ -1,4 +1,4 @@
-"""One grading path, untrusted cells, a second opinion that cannot be told apart, and
+"""One grading path, untrusted cells, a verdict that an answer cannot dodge, and
 tamper-evident verdicts (tools/integrity.py, tools/pipeline.py, nbgrader_config.py).
 
 The command-line test runs the real ``nbgrader autograde`` and ``nbgrader generate_feedback``
@@ -26,16 +26,16 @@ LAB = "lab00_cache_sizing"
 _PROBE = sandbox.probe() if sys.platform == "linux" else sandbox.Probe(False, "not Linux")
 needs_bwrap = pytest.mark.skipif(not _PROBE.works, reason=f"bwrap sandbox cannot run here: {_PROBE.reason}")
 
-#: Correct answers, but the function kills its kernel when a top-level statement of the student
-#: did not run: true in the second opinion only (it keeps definitions, drops statements).
-KILLS_THE_SECOND_OPINION = '''
+#: Correct answers in the notebook's kernel, but the function ends its process anywhere else:
+#: in the verdict's process, which it recognises by the missing kernel.
+KILLS_THE_VERDICT = '''
 
-_graded_normally = bool(len("x"))
 _honest = kv_bytes_per_token
 
 
 def kv_bytes_per_token(*args, **kwargs):
-    if "_graded_normally" not in globals():
+    import sys
+    if "ipykernel" not in sys.modules:
         import os
         os._exit(0)
     return _honest(*args, **kwargs)
@@ -139,20 +139,21 @@ def test_a_later_change_of_a_graded_notebook_is_reported(cli_course, capsys):
     assert ("solution", LAB) not in pipeline.changed_since_checked(root)
 
 
-# ---- a second opinion that is killed, one that must look like the real run ---------------------
+# ---- a verdict that is killed, one that must look like the real run -----------------------------
 @needs_bwrap
-def test_a_second_opinion_killed_by_the_answer_holds_the_points(tmp_path_factory):
+def test_a_verdict_killed_by_the_answer_holds_the_points(tmp_path_factory):
     root = _scratch(tmp_path_factory, "killer")
     cells = solution_code(root, LAB)
-    cells["kv_bytes_per_token"] += KILLS_THE_SECOND_OPINION
+    cells["kv_bytes_per_token"] += KILLS_THE_VERDICT
     _write(root, "killer", cells)
     runs = pipeline.autograde(root, [("killer", LAB)], verbose=False, timeout=30)
     plain = pipeline.collect_grades(root, runs)[0]
     assert plain.auto_score == plain.auto_max, plain.failed_tests  # nbgrader alone: full marks
     verdict = pipeline.check_integrity(root, runs, verbose=False)[("killer", LAB)]
-    assert verdict.held and verdict.unverified, verdict.summary()
+    assert verdict.held and "test_kv_bytes_per_token" in verdict.disagreements, verdict.summary()
+    assert "stopped answering" in verdict.messages["test_kv_bytes_per_token"]
     row = pipeline.collect_grades(root, runs, {("killer", LAB): verdict})[0]
-    assert row.auto_score == 0 and "could not be computed" in row.integrity, row.integrity
+    assert row.auto_score < row.auto_max and "the verdict fails" in row.integrity, row.integrity
 
 
 LOOKS_AT_ITS_RUN = '''
@@ -172,9 +173,9 @@ def kv_bytes_per_token(*args, **kwargs):
 
 
 @needs_bwrap
-def test_the_second_opinion_looks_like_the_graded_run(tmp_path_factory):
+def test_the_verdict_looks_like_the_graded_run(tmp_path_factory):
     """An answer that is right only in nbgrader's run (environment, folder, HOME, files) is also
-    right in the second opinion."""
+    right in the verdict's process."""
     root = _scratch(tmp_path_factory, "lookalike")
     cells = solution_code(root, LAB)
     cells["kv_bytes_per_token"] += LOOKS_AT_ITS_RUN
@@ -221,23 +222,18 @@ def test_cells_outside_the_answer_cells_are_scanned_and_never_trusted(fresh, met
     nb.cells.insert(3, attack)
     findings = integrity.scan(nb, source)
     assert any(f.severity == integrity.TAMPER and "check_int" in f.what for f in findings), findings
-    second = integrity.second_opinion_notebook(nb, source)
-    assert "TRUSTED_MARK" not in json.dumps([c.source for c in second.cells])
     if metadata.get("grade_id"):
         assert any(f.severity == integrity.SUSPICIOUS for f in findings), findings
 
 
-def test_edited_plain_cell_is_scanned_and_restored(fresh):
+def test_edited_plain_cell_is_scanned(fresh):
     release, source = _release_and_source(fresh)
     nb = fill(release, solution_code(ROOT, LAB))
     plain = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "nbgrader" not in c.metadata)
     original = source.cells[plain].source if source.cells[plain].get("id") == nb.cells[plain].get("id") else None
     nb.cells[plain].source += "\nimport builtins\nbuiltins.isinstance = lambda *a: True\n"
     assert any("builtins.isinstance" in f.what for f in integrity.scan(nb, source))
-    second = integrity.second_opinion_notebook(nb, source)
-    assert "builtins.isinstance" not in json.dumps([c.source for c in second.cells])
-    if original is not None:
-        assert second.cells[plain].source == original
+    assert original is None or original != nb.cells[plain].source
 
 
 def test_unchanged_cells_are_not_scanned(fresh):

@@ -1,39 +1,27 @@
-"""A second opinion on every grade: a static scan for tampering and an out-of-process re-run.
+"""After nbgrader: a static scan for tampering, and the verdict on every test.
 
 nbgrader runs the hidden tests in the student's own kernel, after the student's code. Code in
 an answer cell can therefore bend the grading: rebind ``check_int`` to a function that never
 fails, register an IPython input transformer that blanks every later cell, patch a comparison
-function inside a module, return an object whose ``==`` is always true. Two checks run after
-nbgrader, outside the student's kernel:
+function while a graded function runs, read the reference file, return an object whose ``==``
+is always true. Two checks run after nbgrader, outside the student's kernel:
 
 1. **Scan** (``scan``): the student's cells are parsed (``ast``) and searched for the patterns
    above; each finding says where and what. A *tamper* finding holds the submission's
    autograded points for review; a *suspicious* one is only reported.
-2. **Second opinion** (``second_opinion``): a fresh kernel runs the instructor's notebook
-   (setup, explanations and all tests from ``source/``) with only the *definitions* of the
-   student's cells: imports, functions and classes (side-effect-free defaults, only wrapping
-   decorators), constants. No
-   top-level statement of the student runs, so nothing can be patched before the tests.
-   A test that nbgrader passed but the second opinion fails is flagged, and its points are
-   withheld.
-
-What stays out of reach: code *inside* a graded function runs during the tests in both
-kernels, so a function body that patches the checker at call time is caught only by the scan;
-reading files (the notebook with the hidden tests, the gradebook) is the sandbox's job
-(``tools/sandbox.py``), which also runs the second opinion's kernel.
+2. **Verdict** (``tools/verdict.py``): the instructor's tests run again in a grader process
+   that holds no student code, against the student's definitions running in a sandboxed
+   process of their own; values cross between the two as plain data only. A test that nbgrader
+   passed but the verdict fails keeps no points (held for review with the verdict's message),
+   so a submission's autograded score is the lower of the two. A verdict that cannot be
+   computed fails every test.
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import re
-import shutil
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-
-import nbformat
+from dataclasses import dataclass, field
 
 TAMPER = "tamper"
 SUSPICIOUS = "suspicious"
@@ -207,14 +195,14 @@ def _norm(code: str) -> str:
 
 
 def answer_cells(submission, source) -> dict[str, object]:
-    """The submission's answer cells that the second opinion trusts: grade_id -> cell.
+    """The submission's answer cells, recognised as such: grade_id -> cell.
 
     A submission cell is the answer cell of a source answer cell (a code cell with nbgrader's
     ``solution`` flag) when: it is a code cell; its metadata says ``solution`` and neither
     ``grade`` nor ``locked`` (an answer is never a test); its grade_id occurs once in the whole
     submission (a copied cell keeps its metadata, so a duplicate id leaves both copies out); and
     it comes after the answer cells matched before it, in the source's order (a cell moved above
-    an earlier answer is left out). Every other cell is untrusted: scanned, never used."""
+    an earlier answer is left out). Every other cell is reported by :func:`structure_findings`."""
     occurrences: dict[str, int] = {}
     for cell in submission.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -284,7 +272,7 @@ def structure_findings(submission, source) -> list[Finding]:
     for gid in sorted(answers - set(trusted)):
         if seen.get(gid) == 1:
             findings.append(Finding(SUSPICIOUS, gid, 0, f"answer cell {gid!r} is out of place or its metadata "
-                                                        "changed: the second opinion cannot use it"))
+                                                        "changed"))
     return findings
 
 
@@ -297,191 +285,14 @@ def scan(submission, source) -> list[Finding]:
 
 
 # ---- definitions only ------------------------------------------------------------------------
-def _literal(node: ast.AST | None) -> bool:
-    """A value with no side effects: a literal, a name or a dotted name (``torch.float32``),
-    or a tuple/list of those. Calls are never literals."""
-    if node is None:
-        return True
-    if isinstance(node, (ast.Name, ast.Constant)):
-        return True
-    if isinstance(node, ast.Attribute):
-        return _literal(node.value) and not isinstance(node.value, ast.Call)
-    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return all(_literal(e) for e in node.elts)
-    try:
-        ast.literal_eval(node)
-        return True
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-
-
-#: Decorators that only wrap a function or class when the definition runs.
-_SAFE_DECORATORS = {"property", "staticmethod", "classmethod", "dataclass", "dataclasses.dataclass",
-                    "torch.no_grad", "torch.inference_mode", "torch.no_grad()", "torch.inference_mode()",
-                    "functools.cache", "functools.lru_cache", "functools.lru_cache()", "lru_cache", "cache",
-                    "lru_cache()", "abstractmethod", "abc.abstractmethod", "typing.overload", "overload"}
-
-
-def _safe_decorator(node: ast.AST) -> bool:
-    dotted = _dotted(node)
-    if isinstance(node, ast.Call):
-        return (_dotted(node.func) + "()") in _SAFE_DECORATORS and not node.args and \
-            all(_literal(k.value) for k in node.keywords)
-    if isinstance(node, ast.Attribute) and node.attr in {"setter", "getter", "deleter"}:
-        return isinstance(node.value, ast.Name)
-    return dotted in _SAFE_DECORATORS
-
-
-def _safe_def(node: ast.AST) -> bool:
-    if isinstance(node, (ast.Import, ast.ImportFrom)):
-        return True
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        args = node.args
-        return (all(_safe_decorator(d) for d in node.decorator_list) and all(_literal(d) for d in args.defaults)
-                and all(_literal(d) for d in args.kw_defaults) and not _CHECKER_NAMES.match(node.name)
-                and all(a.annotation is None or isinstance(a.annotation, (ast.Name, ast.Attribute, ast.Constant,
-                                                                          ast.Subscript, ast.BinOp))
-                        for a in args.args + args.kwonlyargs))
-    if isinstance(node, ast.ClassDef):
-        return (all(_safe_decorator(d) for d in node.decorator_list) and not node.keywords
-                and all(isinstance(b, (ast.Name, ast.Attribute)) for b in node.bases)
-                and all(_safe_def(n) or isinstance(n, ast.Pass) or (isinstance(n, ast.Expr) and _literal(n.value))
-                        for n in node.body))
-    if isinstance(node, (ast.Assign, ast.AnnAssign)):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        return (all(isinstance(t, ast.Name) and not _CHECKER_NAMES.match(t.id) for t in targets)
-                and _literal(node.value) and not _dotted_names_checker(node.value))
-    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-        return True  # docstrings
-    return False
-
-
-def _dotted_names_checker(node: ast.AST | None) -> bool:
-    # ``x = check_int`` would keep a reference to the checker under another name: harmless,
-    # but nothing a student needs either
-    return node is not None and isinstance(node, (ast.Name, ast.Attribute)) and \
-        bool(_CHECKER_NAMES.match(_dotted(node).split(".")[-1]))
-
-
-def definitions_only(code: str) -> str:
-    """The imports, functions, classes and constants of ``code``; every other statement dropped."""
-    try:
-        tree = ast.parse(_strip_magics(code))
-    except SyntaxError:
-        return code  # let it fail in the kernel, as it did for nbgrader
-    kept = [node for node in tree.body if _safe_def(node)]
-    return ast.unparse(ast.Module(body=kept, type_ignores=[])) if kept else "pass"
-
-
-def second_opinion_notebook(submission, source):
-    """The instructor's notebook with the student's answers reduced to their definitions.
-
-    Only the answer cells of :func:`answer_cells` are used; code in cells the student added
-    (or anywhere else) is left out. A missing answer cell raises NotImplementedError, as an
-    untouched answer does."""
-    answers = {gid: definitions_only(cell.source) for gid, cell in answer_cells(submission, source).items()}
-    nb = nbformat.v4.new_notebook(metadata=source.metadata)
-    for cell in source.cells:
-        new = nbformat.from_dict(cell)
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") and cell.cell_type == "code":
-            new.source = answers.get(meta["grade_id"],
-                                     "raise NotImplementedError('answer cell missing, duplicated or moved')")
-        if new.cell_type == "code":
-            new.outputs, new.execution_count = [], None
-        nb.cells.append(new)
-    return nb
-
-
-class SecondOpinionError(RuntimeError):
-    """The second opinion could not be computed (dead kernel, time limit, cells not run)."""
-
-
-def _configured_timeout(source_path: Path) -> int:
-    """``Execute.timeout`` of the course's nbgrader_config.py (120 s), as nbgrader used it."""
-    try:
-        from tools.pipeline import _load_config
-
-        root = source_path.resolve().parents[2]
-        value = _load_config(root).Execute.get("timeout")
-        return int(value) if value else 120
-    except Exception:  # noqa: BLE001 - no readable config: nbgrader's course default
-        return 120
-
-
-def second_opinion(submission_path: Path, source_path: Path, timeout: int | None = None,
-                   files_from: Path | None = None) -> dict[str, bool]:
-    """Run the second opinion; return test grade_id -> passed.
-
-    Raises :class:`SecondOpinionError` (or the kernel's own error) when it cannot be computed:
-    the kernel died or was killed, a cell ran past the time limit and could not be interrupted,
-    or a test cell did not run. The caller must count that as a failure, never as a pass.
-
-    To be hard to tell apart from nbgrader's run, it runs the way nbgrader's autograde does:
-    nbgrader's own Execute preprocessor (the sandboxed one wherever autograde uses the sandbox:
-    same kernel command, same kind of throw-away uid, same limits), ``NBGRADER_EXECUTION=autograde``
-    and no other nbgrader variable, the same per-cell time limit (``timeout``: None = nbgrader_config.py's),
-    and a working folder with the lab's name (``/home/student/<lab>`` in the sandbox) holding the same
-    files as the graded folder (``files_from``, the submission's ``autograded/`` folder; default
-    the source's ``ref/``), without any notebook.
-    """
-    from nbgrader import utils
-    from nbgrader.preprocessors import Execute
-
-    from tools import sandbox
-
-    executor_class = sandbox.SandboxExecute if sandbox.enabled() else Execute
-    submission = nbformat.read(submission_path, as_version=4)
-    source = nbformat.read(source_path, as_version=4)
-    nb = second_opinion_notebook(submission, source)
-    lab = source_path.parent.name
-    tmp = Path(tempfile.mkdtemp(prefix="kvcourse-2nd-"))
-    workdir = tmp / lab
-    try:
-        if files_from is not None and Path(files_from).is_dir():
-            shutil.copytree(files_from, workdir, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"),
-                            symlinks=False)
-        else:
-            workdir.mkdir()
-            ref = source_path.parent / "ref"
-            if ref.is_dir():
-                shutil.copytree(ref, workdir / "ref")
-        os.chmod(tmp, 0o755)
-        env_backup = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("NBGRADER")}
-        try:
-            with utils.setenv(NBGRADER_EXECUTION="autograde"):
-                executor = executor_class(timeout=timeout or _configured_timeout(source_path),
-                                          interrupt_on_timeout=True, allow_errors=True, kernel_name="python3")
-                executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
-        finally:
-            for key in [k for k in os.environ if k.startswith("NBGRADER")]:
-                os.environ.pop(key)
-            os.environ.update(env_backup)
-    finally:
-        killed = __import__("tools.budget", fromlist=["x"]).pop_kill_reason(workdir)
-        shutil.rmtree(tmp, ignore_errors=True)
-    if killed:
-        raise SecondOpinionError(killed)
-    result = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade"):
-            if cell.get("execution_count") is None:
-                raise SecondOpinionError(f"test cell {meta['grade_id']} did not run")
-            result[meta["grade_id"]] = not any(
-                o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")
-                for o in cell.outputs)
-    return result
-
-
 @dataclass
 class Verdict:
     """Integrity of one graded submission."""
 
     findings: list[Finding]
-    disagreements: list[str]  # tests nbgrader passed but the second opinion failed (or could not check)
-    unverified: str = ""  # why the second opinion could not be computed ("" when it was)
-    note: str = ""  # what the instructor should know about the disagreements
+    disagreements: list[str]  # tests nbgrader passed but the verdict failed (or could not check)
+    unverified: str = ""  # why the verdict could not be computed ("" when it was)
+    messages: dict[str, str] = field(default_factory=dict)  # test -> the verdict's failure message
 
     @property
     def held(self) -> bool:
@@ -490,11 +301,11 @@ class Verdict:
     def summary(self) -> str:
         parts = [str(f) for f in self.findings if f.severity == TAMPER][:3]
         if self.unverified:
-            parts.append(f"the second opinion could not be computed ({self.unverified}): points of "
+            parts.append(f"the verdict could not be computed ({self.unverified}): points of "
                          + ", ".join(self.disagreements) + " held")
         elif self.disagreements:
-            parts.append("second opinion fails " + ", ".join(self.disagreements))
-        if self.note and self.disagreements:
-            parts.append(self.note)
+            parts.append("the verdict fails " + ", ".join(
+                f"{t} ({self.messages[t].splitlines()[0][:160]})" if self.messages.get(t) else t
+                for t in self.disagreements))
         parts += [str(f) for f in self.findings if f.severity == SUSPICIOUS][:2]
         return "; ".join(parts)

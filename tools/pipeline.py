@@ -458,19 +458,21 @@ def named_mistakes(notebook_path: Path) -> dict[str, str]:
     return out
 
 
-def _second_opinion_job(submitted: str, source: str, n_workers: int, graded: str | None = None) -> dict[str, bool] | str:
-    """integrity.second_opinion (in a pool process when n_workers > 1, where kernels get their
-    share of the cores); the error text instead if it could not be computed (a timeout, a dead
-    or killed kernel): the caller holds the points of every test nbgrader passed."""
-    from tools import integrity
+def _verdict_job(submitted: str, source: str, n_workers: int) -> tuple[dict[str, bool], dict[str, str]] | str:
+    """The verdict on one submission (tools/verdict.py, in processes of its own, whose torch and
+    NumPy get their share of the cores): (test -> passed, test -> failure message), or the reason
+    it could not be computed, which the caller counts as a failure of every test."""
+    from tools import verdict
 
     if n_workers > 1:
         _share_cores(n_workers)
     try:
-        return integrity.second_opinion(Path(submitted), Path(source),
-                                        files_from=Path(graded) if graded else None)
+        result = verdict.run_in_subprocess(Path(submitted), Path(source))
     except Exception as exc:  # noqa: BLE001 - one submission must not stop the check of the others
         return f"{type(exc).__name__}: {str(exc)[:200]}"
+    if result.error:
+        return result.error
+    return result.passed(), {name: r.message for name, r in result.tests.items() if not r.passed}
 
 
 def integrity_hook(assignment: str, student: str, notebooks: list[str]) -> None:
@@ -514,32 +516,20 @@ def _hold_all(root: Path, student: str, lab: str, reason: str) -> None:
     _save_verdicts(root, [GradeRun(student, lab, True, 0.0)], {(student, lab): verdict})
 
 
-def _added_code_note(submission, source) -> str:
-    from tools import integrity
-
-    trusted = {id(c) for c in integrity.answer_cells(submission, source).values()}
-    added = [c for c in integrity.student_cells(submission, source)
-             if id(c) not in trusted and integrity.definitions_only(c.source).strip() not in ("", "pass")]
-    if not added:
-        return ""
-    return (f"the second opinion uses only the answer cells: code in {len(added)} other cell(s) "
-            "(added or edited by the student) was left out; a helper defined there would be missing")
-
-
 def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
                     workers: int = 1) -> dict[tuple[str, str], object]:
-    """Scan and second opinion (tools/integrity.py) for every graded submission.
+    """Scan and verdict (tools/integrity.py, tools/verdict.py) for every graded submission.
 
-    Tests that nbgrader passed but the second opinion failed get a manual score of 0 in the
-    gradebook; a tamper finding holds all the submission's autograded points (manual score 0
-    on every autograded test) for the instructor to review in the formgrader. The second
-    opinions (one kernel each) run in ``workers`` processes; the gradebook is written from this
-    process only. A second opinion that cannot be computed (its kernel dies, hangs, exits or is
-    killed) counts as failing every test nbgrader passed: those points are held, with the reason.
+    Tests that nbgrader passed but the verdict failed get a manual score of 0 in the gradebook:
+    the autograded score is the lower of the two. A tamper finding holds all the submission's
+    autograded points (manual score 0 on every autograded test) for the instructor to review in
+    the formgrader. Verdicts run ``workers`` at a time; the gradebook is written from this
+    process only. A verdict that cannot be computed counts as failing every test nbgrader
+    passed: those points are held, with the reason.
     Verdicts are also kept in ``integrity_verdicts.json`` for a later ``report``, with the SHA-256
     of the submitted and the autograded notebook they judged.
     """
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -550,7 +540,7 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
     ledger_path = root / "integrity_holds.json"
     ledger = set(map(tuple, json.loads(ledger_path.read_text()))) if ledger_path.exists() else set()
     url = gradebook_db_url(root)
-    # 1. static scan, and which submissions need a second opinion (nbgrader passed a test)
+    # 1. static scan, and which submissions need a verdict (nbgrader passed a test)
     checks = []  # (run, findings, passed_by_nbgrader)
     with Gradebook(url) as gb:
         for run in runs:
@@ -567,36 +557,30 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
             findings = integrity.scan(submission, source)
             passed = {g.name: (g.auto_score or 0) >= g.max_score for g in nb.grades
                       if g.cell_type == "code" and g.max_score}
-            checks.append((run, findings, passed, _added_code_note(submission, source)))
-    # 2. second opinions, each in a fresh kernel
+            checks.append((run, findings, passed))
+    # 2. verdicts, each in processes of its own
     jobs = {(run.student, run.lab): (str(root / "submitted" / run.student / run.lab / f"{run.lab}.ipynb"),
-                                     str(root / "source" / run.lab / f"{run.lab}.ipynb"),
-                                     str(root / "autograded" / run.student / run.lab))
-            for run, _, passed, _ in checks if any(passed.values())}
+                                     str(root / "source" / run.lab / f"{run.lab}.ipynb"))
+            for run, _, passed in checks if any(passed.values())}
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
-            futures = {key: pool.submit(_second_opinion_job, sub, src, workers, graded)
-                       for key, (sub, src, graded) in jobs.items()}
-            second = {}
-            for key, future in futures.items():
-                try:
-                    second[key] = future.result()
-                except Exception as exc:  # noqa: BLE001 - a pool process that died: cannot be computed
-                    second[key] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:  # the work is in subprocesses
+            futures = {key: pool.submit(_verdict_job, sub, src, workers) for key, (sub, src) in jobs.items()}
+            outcome = {key: future.result() for key, future in futures.items()}
     else:
-        second = {key: _second_opinion_job(sub, src, 1, graded) for key, (sub, src, graded) in jobs.items()}
+        outcome = {key: _verdict_job(sub, src, 1) for key, (sub, src) in jobs.items()}
     # 3. verdicts into the gradebook (holds placed or lifted)
     verdicts: dict[tuple[str, str], object] = {}
     with Gradebook(url) as gb:
-        for run, findings, passed, note in checks:
-            opinion = second.get((run.student, run.lab), {})
-            unverified = ""
-            if isinstance(opinion, str):  # could not be computed: a failure of every test nbgrader passed
-                unverified, opinion = opinion, {}
+        for run, findings, passed in checks:
+            result = outcome.get((run.student, run.lab), ({}, {}))
+            unverified, opinion, messages = "", {}, {}
+            if isinstance(result, str):  # could not be computed: a failure of every test nbgrader passed
+                unverified = result
+            else:
+                opinion, messages = result
             disagreements = sorted(t for t, ok in passed.items() if ok and not opinion.get(t, False))
-            verdict = integrity.Verdict(findings, disagreements, unverified, note)
+            verdict = integrity.Verdict(findings, disagreements, unverified,
+                                        {t: messages.get(t, "") for t in disagreements})
             verdicts[(run.student, run.lab)] = verdict
             tamper = any(f.severity == integrity.TAMPER for f in findings)
             nb = gb.find_submission_notebook(run.lab, run.lab, run.student)
@@ -859,7 +843,7 @@ def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
     if runs:
         per = sum(r.seconds for r in runs) / len(runs)
         print(f"   {len(runs)} submissions, {per:.1f} s per submission on average")
-    print("4. integrity: static scan and second opinion outside the student's kernel")
+    print("4. integrity: static scan, and the verdict (tests apart from the student's code)")
     verdicts = check_integrity(root, runs)
     print(f"   {len(verdicts)} graded submissions checked, {sum(v.held for v in verdicts.values())} held for review")
     print("5. feedback, grades.csv and scores")

@@ -54,7 +54,6 @@ from tools import wire
 CELL_TIMEOUT = 120
 #: Seconds the student's cells may take to run before the first test.
 SETUP_TIMEOUT = 300
-_CHILD_FILES = ("verdict_child.py", "wire.py")
 
 
 @dataclass
@@ -243,15 +242,30 @@ def student_code(submission: Any, source: Any) -> list[str]:
 # the student's process
 # --------------------------------------------------------------------------------------------
 
+def child_program() -> str:
+    """The student's process's program, handed over on its command line: ``tools/wire.py`` as the
+    module ``wire``, then ``tools/verdict_child.py``. No file of it is in the working folder,
+    which looks like the notebook's (``/home/student/<lab>``, empty)."""
+    here = Path(__file__).resolve().parent
+    wire_source = (here / "wire.py").read_text()
+    child_source = (here / "verdict_child.py").read_text()
+    return ("import sys, types\n"
+            "wire = types.ModuleType('wire')\n"
+            f"exec(compile({wire_source!r}, 'wire.py', 'exec'), wire.__dict__)\n"
+            "sys.modules['wire'] = wire\n"
+            f"exec(compile({child_source!r}, 'verdict_child.py', 'exec'), {{'__name__': '__main__'}})\n")
+
+
 class StudentProcess:
     """The sandboxed child holding the student's code, and the connection to it."""
 
-    def __init__(self, cells: list[str], sandboxed: bool) -> None:
+    def __init__(self, cells: list[str], sandboxed: bool, lab: str) -> None:
         self.cells = cells
         self.sandboxed = sandboxed
-        self.folder = Path(tempfile.mkdtemp(prefix="kvverdict-"))
-        for name in _CHILD_FILES:
-            shutil.copy(Path(__file__).with_name(name), self.folder / name)
+        self.scratch = Path(tempfile.mkdtemp(prefix="kvverdict-"))
+        self.folder = self.scratch / lab  # the child's working folder, named as in nbgrader's run
+        self.folder.mkdir()
+        self.scratch.chmod(0o755)
         self.runtime: Path | None = None
         self.uid: int | None = None
         self.budget: Any = None
@@ -261,7 +275,7 @@ class StudentProcess:
         self.over_budget: list[str] = []  # why a process was killed for its memory or tasks
 
     def start(self) -> None:
-        cmd = [sys.executable, "-u", str(self.folder / "verdict_child.py")]
+        cmd = [sys.executable, "-u", "-c", child_program()]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NBGRADER", "KVCOURSE"))}
         env["NBGRADER_EXECUTION"] = "autograde"  # the labs' quick mode, exactly as in nbgrader's run
         env["MPLBACKEND"] = "Agg"
@@ -273,8 +287,8 @@ class StudentProcess:
             sandbox.seal_runtime_dir(self.runtime)  # nothing for the child to write there
             limits = sandbox.DEFAULT_LIMITS  # the same budget as the notebook's kernel
             self.budget = budget.new_budget(limits.memory_bytes, limits.tasks, str(self.folder), self.uid)
-            cmd = sandbox.wrap_command([sys.executable, "-u", "verdict_child.py"], self.folder,
-                                       self.runtime, limits=limits, uid=self.uid, prefix=self.budget.prefix())
+            cmd = sandbox.wrap_command(cmd, self.folder, self.runtime, limits=limits, uid=self.uid,
+                                       prefix=self.budget.prefix())
         self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, env=env, cwd=self.folder,
                                         start_new_session=True)
@@ -323,7 +337,7 @@ class StudentProcess:
 
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,7 +379,7 @@ def run(submission_path: Path, source_path: Path, sandboxed: bool | None = None,
         verdict.tests = {t: TestResult(False, verdict.error) for t in steps.tests}
         return verdict
     sandboxed = _sandbox_wanted() if sandboxed is None else sandboxed
-    student = StudentProcess(student_code(submission, source), sandboxed)
+    student = StudentProcess(student_code(submission, source), sandboxed, source_path.parent.name)
     workdir = Path(tempfile.mkdtemp(prefix="kvverdict-grader-"))
     ref = source_path.parent / "ref"
     if ref.is_dir():

@@ -1,8 +1,9 @@
 """The student's side of the verdict: runs in the grading sandbox, holds the student's code.
 
-Started by ``tools/verdict.py`` as ``python verdict_child.py`` in a folder holding only this file
-and ``wire.py``. Standard input and output are the conversation with the grader; everything
-else the student's code prints goes nowhere (it cannot reach the feedback). Steps:
+Started by ``tools/verdict.py`` as ``python -c <program>``, the program being ``tools/wire.py``
+(as the module ``wire``) and this file, in an empty working folder named like the notebook's.
+Standard input and output are the conversation with the grader; everything else the
+student's code prints goes nowhere (it cannot reach the feedback). Steps:
 
 1. read the first message: the code of the student's cells (every code cell of the submission
    that is not a test cell) and run them in order in an IPython shell, as a kernel would;
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 
 def _take_over_standard_streams() -> tuple[int, int]:
@@ -33,8 +33,7 @@ def _take_over_standard_streams() -> tuple[int, int]:
 
 
 def main() -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import wire  # the copy beside this file: tools/ is not visible in the sandbox
+    import wire  # handed over with this program (tools/ is not visible in the sandbox)
 
     fd_in, fd_out = _take_over_standard_streams()
     setup = wire.read_message(fd_in)
