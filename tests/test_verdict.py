@@ -312,11 +312,13 @@ def test_an_answer_that_claims_to_equal_everything_fails(tmp_path: Path) -> None
 _READS_THE_REFERENCES = '''
 def forward(model, idx, cache=None):
     import glob, numpy as np, torch
-    for path in glob.glob("/**/lab01_refs.npz", recursive=True) + glob.glob("ref/*.npz"):
-        refs = np.load(path)
-        return torch.from_numpy(refs["fwd/logits"][:, :idx.shape[1]])
+    places = ["ref/*.npz", "../**/*.npz", "/tmp/**/*.npz", "/home/**/*.npz", "COURSE/source/**/*.npz"]
+    for pattern in places:
+        for path in glob.glob(pattern, recursive=True):
+            refs = np.load(path)
+            return torch.from_numpy(refs["fwd/logits"][:, :idx.shape[1]])
     return torch.zeros(idx.shape[0], idx.shape[1], model.vocab_size)
-'''
+'''.replace("COURSE", str(ROOT))
 
 
 def test_the_reference_outputs_are_out_of_the_students_reach(tmp_path: Path) -> None:
@@ -326,4 +328,6 @@ def test_the_reference_outputs_are_out_of_the_students_reach(tmp_path: Path) -> 
         pytest.skip("the grading sandbox (bwrap) is not available here")
     v = _verdict(tmp_path, LAB01, {"forward": _READS_THE_REFERENCES})
     assert "test_forward" in _failed(v)
+    # Had it found the file, its uncached logits would be right and only the cached run would fail.
+    assert "without a cache" in v.tests["test_forward"].message, v.tests["test_forward"].message
     assert v.passed().get("test_attention") is True
