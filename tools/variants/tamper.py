@@ -1,7 +1,7 @@
 """Tampering and broken submissions, built on Lab 00.
 
 TAMPER: submissions whose answers are all wrong but which try to get credit anyway, each with
-an attack that got full marks against plain nbgrader 0.9.6 (measured with nbgrader 0.9.6).
+an attack that got full marks against plain nbgrader 0.9.6.
 After grading and the integrity check, each must end with 0 autograded points and be flagged.
 
 BROKEN: submissions that break the grader rather than fool it. Each must be graded or reported
