@@ -76,6 +76,29 @@ def test_views_of_one_buffer_stay_views_of_one_buffer() -> None:
     assert torch.equal(second, buffer[:, :5]) and not second.is_contiguous()
 
 
+def test_a_freed_tensor_s_address_is_not_taken_for_a_view() -> None:
+    import json
+
+    grader, child = _codecs()
+    received = []
+    for step in range(8):  # each result freed on the sending side before the next is made
+        result = torch.full((4096,), float(step))
+        message = json.loads(json.dumps(child.encode(result)))
+        del result
+        received.append(grader.decode(message))
+    assert [float(t[0]) for t in received] == [float(step) for step in range(8)]
+
+
+def test_a_students_own_error_class_arrives_as_its_builtin_base() -> None:
+    class NegativeSize(ValueError):
+        pass
+
+    error = wire.Codec.decode_error(wire.Codec.encode_error(NegativeSize("n_layers < 0")))
+    assert type(error) is ValueError and "NegativeSize" in str(error) and "n_layers < 0" in str(error)
+    other = wire.Codec.decode_error(wire.Codec.encode_error(type("Mine", (Exception,), {})("x")))
+    assert type(other) is wire.RemoteError
+
+
 def test_impostors_do_not_cross_as_numbers_or_tensors() -> None:
     class AlwaysEqual(int):
         def __eq__(self, other: object) -> bool:
@@ -331,3 +354,40 @@ def test_the_reference_outputs_are_out_of_the_students_reach(tmp_path: Path) -> 
     # Had it found the file, its uncached logits would be right and only the cached run would fail.
     assert "without a cache" in v.tests["test_forward"].message, v.tests["test_forward"].message
     assert v.passed().get("test_attention") is True
+
+
+# --------------------------------------------------------------------------------------------
+# every honest answer keeps its marks
+# --------------------------------------------------------------------------------------------
+
+def _honest() -> list[tuple[str, str]]:
+    from tools.samples import available_labs, load_variants
+
+    return [(lab, variant) for lab in available_labs()
+            for variant in ["solution", *(f"correct:{n}" for n in getattr(load_variants(lab), "CORRECT", {}))]]
+
+
+@pytest.fixture(scope="module")
+def fresh_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every lab's release generated now from source/ (the committed release/ may lag behind)."""
+    import shutil
+
+    from tools import pipeline
+
+    course = tmp_path_factory.mktemp("course")
+    shutil.copytree(ROOT / "source", course / "source")
+    shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    pipeline.release(course)
+    return course / "release"
+
+
+@pytest.mark.parametrize("lab,variant", _honest())
+def test_every_correct_variant_passes_the_verdict(lab: str, variant: str, fresh_release: Path,
+                                                  tmp_path: Path) -> None:
+    from tools.samples import submission_cells
+
+    release = nbformat.read(fresh_release / lab / f"{lab}.ipynb", as_version=4)
+    path = tmp_path / f"{lab}.ipynb"
+    nbformat.write(fill(release, submission_cells(ROOT, lab, variant)), path)
+    v = verdict.run_in_subprocess(path, _source(lab))
+    assert v.tests and not _failed(v), {t: r.message[:300] for t, r in v.tests.items() if not r.passed}

@@ -166,7 +166,9 @@ class Codec:
         self.objects: dict[int, Any] = {}
         self._ids: dict[int, int] = {}  # id(obj) -> ref id
         self.storages: dict[int, Any] = {}
-        self._storage_ids: dict[int, int] = {}  # data_ptr -> storage id sent
+        # data_ptr -> (storage id sent, the storage): kept alive, so that no later tensor can get
+        # its address and be taken for a view of it
+        self._storages_sent: dict[int, tuple[int, Any]] = {}
         self._models_sent: dict[int, tuple[int, Any]] = {}  # id(model) -> (key, model kept alive)
         self.models_received: dict[int, Any] = {}  # key -> the model decoded from the other side
 
@@ -284,7 +286,7 @@ class Codec:
         if t.is_sparse or t.untyped_storage().nbytes() > WHOLE_STORAGE_BYTES:
             t = t.to_dense().contiguous().clone() if t.is_sparse else t.contiguous().clone()
         storage = t.untyped_storage()
-        sid = self._storage_ids.setdefault(storage.data_ptr(), len(self._storage_ids) + 1)
+        sid = self._storages_sent.setdefault(storage.data_ptr(), (len(self._storages_sent) + 1, storage))[0]
         return {"$": "tensor", "dtype": str(t.dtype).removeprefix("torch."), "size": list(t.shape),
                 "stride": list(t.stride()), "offset": t.storage_offset(), "storage": sid,
                 "nbytes": storage.nbytes(), "v": _b64(_storage_bytes(storage))}
@@ -431,19 +433,25 @@ class Codec:
     # errors ---------------------------------------------------------------------------------
     @staticmethod
     def encode_error(exc: BaseException) -> dict:
+        """The exception as plain data: its class's name, the nearest built-in class it derives
+        from (a student's ``class NegativeSize(ValueError)`` arrives as a ``ValueError``) and its
+        message."""
         kind = type(exc)
         name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        base = next((c.__name__ for c in kind.__mro__ if BUILTIN_ERRORS.get(c.__name__) is c), "Exception")
         try:
             text = str(exc)
         except Exception:  # noqa: BLE001 - a student's __str__ may raise
             text = "<message could not be read>"
-        return {"type": name[:200], "msg": text[:2000]}
+        return {"type": name[:200], "base": base, "msg": text[:2000]}
 
     @staticmethod
     def decode_error(data: dict) -> BaseException:
         name, msg = str(data.get("type", "Exception")), str(data.get("msg", ""))
-        cls = BUILTIN_ERRORS.get(name)
-        return cls(msg) if cls is not None else RemoteError(f"{name}: {msg}")
+        cls = BUILTIN_ERRORS.get(str(data.get("base", name)))
+        if cls is None or cls is Exception:
+            return RemoteError(f"{name}: {msg}")
+        return cls(msg if name == cls.__name__ else f"{name}: {msg}")
 
 
 # --------------------------------------------------------------------------------------------
