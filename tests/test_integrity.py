@@ -62,7 +62,7 @@ def attacked_course(tmp_path_factory):
         pairs.append((f"broken-{name}", LAB))
     runs = pipeline.autograde(root, pairs, verbose=False, timeout=5)
     plain = {(r.student): r for r in pipeline.collect_grades(root, runs)}
-    verdicts = pipeline.check_integrity(root, runs, verbose=False)
+    verdicts = pipeline.check_integrity(root, runs, verbose=False, timeout=5)
     rows = {r.student: r for r in pipeline.report(root, runs, verdicts)}
     return root, runs, plain, rows
 

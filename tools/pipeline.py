@@ -458,7 +458,14 @@ def named_mistakes(notebook_path: Path) -> dict[str, str]:
     return out
 
 
-def _verdict_job(submitted: str, source: str, n_workers: int) -> tuple[dict[str, bool], dict[str, str]] | str:
+def cell_timeout(root: Path = ROOT) -> int:
+    """The per-cell time limit of nbgrader's run (``c.Execute.timeout`` in nbgrader_config.py)."""
+    value = _load_config(root).Execute.get("timeout", 120)
+    return int(value) if isinstance(value, int | float) and value > 0 else 120
+
+
+def _verdict_job(submitted: str, source: str, n_workers: int,
+                 timeout: float) -> tuple[dict[str, bool], dict[str, str]] | str:
     """The verdict on one submission (tools/verdict.py, in processes of its own, whose torch and
     NumPy get their share of the cores): (test -> passed, test -> failure message), or the reason
     it could not be computed, which the caller counts as a failure of every test."""
@@ -467,7 +474,7 @@ def _verdict_job(submitted: str, source: str, n_workers: int) -> tuple[dict[str,
     if n_workers > 1:
         _share_cores(n_workers)
     try:
-        result = verdict.run_in_subprocess(Path(submitted), Path(source))
+        result = verdict.run_in_subprocess(Path(submitted), Path(source), cell_timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - one submission must not stop the check of the others
         return f"{type(exc).__name__}: {str(exc)[:200]}"
     if result.error:
@@ -517,7 +524,7 @@ def _hold_all(root: Path, student: str, lab: str, reason: str) -> None:
 
 
 def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
-                    workers: int = 1) -> dict[tuple[str, str], object]:
+                    workers: int = 1, timeout: int | None = None) -> dict[tuple[str, str], object]:
     """Scan and verdict (tools/integrity.py, tools/verdict.py) for every graded submission.
 
     Tests that nbgrader passed but the verdict failed get a manual score of 0 in the gradebook:
@@ -525,7 +532,8 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
     autograded points (manual score 0 on every autograded test) for the instructor to review in
     the formgrader. Verdicts run ``workers`` at a time; the gradebook is written from this
     process only. A verdict that cannot be computed counts as failing every test nbgrader
-    passed: those points are held, with the reason.
+    passed: those points are held, with the reason. ``timeout``: the verdict's per-cell time
+    limit (None: nbgrader's own, from nbgrader_config.py).
     Verdicts are also kept in ``integrity_verdicts.json`` for a later ``report``, with the SHA-256
     of the submitted and the autograded notebook they judged.
     """
@@ -559,15 +567,16 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
                       if g.cell_type == "code" and g.max_score}
             checks.append((run, findings, passed))
     # 2. verdicts, each in processes of its own
+    limit = timeout or cell_timeout(root)
     jobs = {(run.student, run.lab): (str(root / "submitted" / run.student / run.lab / f"{run.lab}.ipynb"),
                                      str(root / "source" / run.lab / f"{run.lab}.ipynb"))
             for run, _, passed in checks if any(passed.values())}
     if workers > 1 and len(jobs) > 1:
         with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:  # the work is in subprocesses
-            futures = {key: pool.submit(_verdict_job, sub, src, workers) for key, (sub, src) in jobs.items()}
+            futures = {key: pool.submit(_verdict_job, sub, src, workers, limit) for key, (sub, src) in jobs.items()}
             outcome = {key: future.result() for key, future in futures.items()}
     else:
-        outcome = {key: _verdict_job(sub, src, 1) for key, (sub, src) in jobs.items()}
+        outcome = {key: _verdict_job(sub, src, 1, limit) for key, (sub, src) in jobs.items()}
     # 3. verdicts into the gradebook (holds placed or lifted)
     verdicts: dict[tuple[str, str], object] = {}
     with Gradebook(url) as gb:

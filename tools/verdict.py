@@ -52,8 +52,9 @@ from tools import wire
 
 #: Seconds a test cell may wait on the student's process (nbgrader's own cell limit is 120 s).
 CELL_TIMEOUT = 120
-#: Seconds the student's cells may take to run before the first test.
-SETUP_TIMEOUT = 300
+#: Seconds the student's cells may take together before the first test, at most (each cell is
+#: also interrupted at the cell time limit, as nbgrader does).
+SETUP_TIMEOUT = 600
 
 
 @dataclass
@@ -259,8 +260,9 @@ def child_program() -> str:
 class StudentProcess:
     """The sandboxed child holding the student's code, and the connection to it."""
 
-    def __init__(self, cells: list[str], sandboxed: bool, lab: str) -> None:
+    def __init__(self, cells: list[str], sandboxed: bool, lab: str, cell_timeout: float = CELL_TIMEOUT) -> None:
         self.cells = cells
+        self.cell_timeout = cell_timeout
         self.sandboxed = sandboxed
         self.scratch = Path(tempfile.mkdtemp(prefix="kvverdict-"))
         self.folder = self.scratch / lab  # the child's working folder, named as in nbgrader's run
@@ -297,8 +299,9 @@ class StudentProcess:
             self.budget.watch(self.process.pid)
         self.conn = wire.Connection(self.process.stdout.fileno(), self.process.stdin.fileno(),
                                     side="grader", ops=wire.GRADER_OPS)
-        wire.write_message(self.conn.fd_out, {"cells": self.cells})
-        ready = wire.read_message(self.conn.fd_in, time.monotonic() + SETUP_TIMEOUT)
+        wire.write_message(self.conn.fd_out, {"cells": self.cells, "cell_timeout": self.cell_timeout})
+        setup_limit = min(SETUP_TIMEOUT, self.cell_timeout * (len(self.cells) + 1))
+        ready = wire.read_message(self.conn.fd_in, time.monotonic() + setup_limit)
         if type(ready) is not dict or ready.get("ready") is not True:
             raise wire.PeerLost("the student's process did not start properly")
         self.failed_cells = ready.get("failed", [])
@@ -379,7 +382,7 @@ def run(submission_path: Path, source_path: Path, sandboxed: bool | None = None,
         verdict.tests = {t: TestResult(False, verdict.error) for t in steps.tests}
         return verdict
     sandboxed = _sandbox_wanted() if sandboxed is None else sandboxed
-    student = StudentProcess(student_code(submission, source), sandboxed, source_path.parent.name)
+    student = StudentProcess(student_code(submission, source), sandboxed, source_path.parent.name, cell_timeout)
     workdir = Path(tempfile.mkdtemp(prefix="kvverdict-grader-"))
     ref = source_path.parent / "ref"
     if ref.is_dir():

@@ -5,8 +5,9 @@ Started by ``tools/verdict.py`` as ``python -c <program>``, the program being ``
 Standard input and output are the conversation with the grader; everything else the
 student's code prints goes nowhere (it cannot reach the feedback). Steps:
 
-1. read the first message: the code of the student's cells (every code cell of the submission
-   that is not a test cell) and run them in order in an IPython shell, as a kernel would;
+1. read the first message: the code of the student's cells (those the answers need) and the
+   time limit of a cell, and run them in order in an IPython shell, as a kernel would: a cell
+   still running at the limit is interrupted and the next one runs (as nbgrader does);
 2. answer ``{"ready": ...}`` with the cells that raised;
 3. answer the grader's requests (the student's functions and classes by name, calls, attributes
    of the student's objects) until the grader closes the pipe.
@@ -18,6 +19,7 @@ reference files stay in the grader's process.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 
@@ -43,9 +45,19 @@ def main() -> int:
     config = Config()
     config.HistoryManager.enabled = False
     shell = InteractiveShell.instance(config=config)
+    limit = max(1, int(setup.get("cell_timeout", 120)))
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise TimeoutError(f"the cell ran past the {limit} s limit and was interrupted")
+
+    signal.signal(signal.SIGALRM, interrupt)
     failed = []
     for index, code in enumerate(setup.get("cells", [])):
-        result = shell.run_cell(str(code), store_history=False, silent=True)
+        signal.alarm(limit)
+        try:
+            result = shell.run_cell(str(code), store_history=False, silent=True)
+        finally:
+            signal.alarm(0)
         error = result.error_before_exec or result.error_in_exec
         if error is not None:
             failed.append([index, f"{type(error).__name__}: {error}"[:300]])
