@@ -154,6 +154,10 @@ def test_a_verdict_killed_by_the_answer_holds_the_points(tmp_path_factory):
     assert "stopped answering" in verdict.messages["test_kv_bytes_per_token"]
     row = pipeline.collect_grades(root, runs, {("killer", LAB): verdict})[0]
     assert row.auto_score < row.auto_max and "the verdict fails" in row.integrity, row.integrity
+    # the feedback says why a test that passed in the kernel scores 0
+    pipeline.feedback(root, [LAB])
+    html = (root / "feedback" / "killer" / LAB / f"{LAB}.html").read_text()
+    assert "failed when the grader ran it apart from your code" in html
 
 
 LOOKS_AT_ITS_RUN = '''

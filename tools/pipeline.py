@@ -637,7 +637,10 @@ def _save_verdicts(root: Path, runs: list[GradeRun], verdicts: dict) -> None:
     for (student, lab), verdict in verdicts.items():
         record = {"held": verdict.held,
                   "summary": verdict.summary() if (verdict.findings or verdict.disagreements) else "",
-                  "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                  "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  # what the feedback shows for a test the verdict failed and nbgrader passed
+                  "verdict_failures": {t: getattr(verdict, "messages", {}).get(t, "") or
+                                       "the verdict could not be computed" for t in verdict.disagreements}}
         for kind, notebook in _graded_files(root, student, lab).items():
             record[f"sha256_{kind}"] = sha256_of(notebook)
         saved[f"{student}/{lab}"] = record

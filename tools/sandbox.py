@@ -760,7 +760,36 @@ class StripHiddenTestOutput(Preprocessor):
                         if mime.startswith("text/") and isinstance(value, str):
                             output.data[mime] = clean(value)
             after_hidden = after_hidden or has_hidden
+        _show_verdict_failures(nb, resources)
         return nb, resources
+
+
+#: Longest part of the verdict's message a feedback page shows (the student's code chose some of
+#: it, e.g. the text of its own exception, and saw the inputs of the calls made to it).
+VERDICT_MESSAGE_CHARS = 300
+
+
+def _show_verdict_failures(nb: Any, resources: Any) -> None:
+    """A test cell that nbgrader passed and the verdict failed (tools/verdict.py) shows why it
+    scores 0: the verdict's message, from ``integrity_verdicts.json`` of the course folder."""
+    import json
+
+    import nbformat
+
+    folder = Path((resources or {}).get("metadata", {}).get("path") or ".").resolve()
+    record_path = folder.parent.parent.parent / "integrity_verdicts.json"  # <root>/autograded/<student>/<lab>
+    if not record_path.is_file():
+        return
+    key = f"{folder.parent.name}/{folder.name}"
+    failures = json.loads(record_path.read_text()).get(key, {}).get("verdict_failures", {})
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.cell_type == "code" and grade_id in failures:
+            first_line = (str(failures[grade_id]).splitlines() or [""])[0][:VERDICT_MESSAGE_CHARS]
+            cell.outputs = [nbformat.v4.new_output(
+                "error", ename="VerdictFailure", evalue=first_line,
+                traceback=[f"This test passed in your notebook's kernel but failed when the grader ran it "
+                           f"apart from your code, so it scores 0: {first_line}"])]
 
 
 def _name(p: Any) -> str:
