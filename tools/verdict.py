@@ -37,6 +37,7 @@ import ast
 import json
 import os
 import shutil
+import signal
 import subprocess
 import symtable
 import sys
@@ -315,10 +316,10 @@ class StudentProcess:
             for pipe in (self.process.stdin, self.process.stdout):
                 if pipe is not None:
                     pipe.close()
-            try:
+            try:  # its own session: whatever it started goes too
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 self.process.kill()
-            except ProcessLookupError:
-                pass
             self.process.wait()
             self.process = None
         if self.conn is not None:
