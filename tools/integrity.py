@@ -304,8 +304,9 @@ class Verdict:
             parts.append(f"the verdict could not be computed ({self.unverified}): points of "
                          + ", ".join(self.disagreements) + " held")
         elif self.disagreements:
-            parts.append("the verdict fails " + ", ".join(
-                f"{t} ({self.messages[t].splitlines()[0][:160]})" if self.messages.get(t) else t
-                for t in self.disagreements))
+            shown = [f"{t} ({self.messages[t].splitlines()[0][:160]})" if self.messages.get(t) else t
+                     for t in self.disagreements[:3]]
+            more = len(self.disagreements) - len(shown)
+            parts.append("the verdict fails " + ", ".join(shown) + (f" and {more} more" if more else ""))
         parts += [str(f) for f in self.findings if f.severity == SUSPICIOUS][:2]
         return "; ".join(parts)
