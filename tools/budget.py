@@ -46,6 +46,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -339,16 +340,8 @@ class CgroupBudget(Budget):
                     _write(folder / "cgroup.kill", "1")
                 except OSError:
                     pass
-        for _ in range(50):  # v1 (and a v2 without cgroup.kill): kill until empty
-            pids = {pid for folder in self.folders for pid in _procs(folder)}
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.02)
+        # v1 (and a v2 without cgroup.kill): kill until empty
+        _kill_until_none(lambda: {pid for folder in self.folders for pid in _procs(folder)})
 
     def close(self) -> None:
         super().close()
@@ -436,16 +429,21 @@ class WatchdogBudget(Budget):
         return None
 
     def kill(self) -> None:
-        for _ in range(50):
-            pids = self._members()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.02)
+        _kill_until_none(self._members)
+
+
+def _kill_until_none(members: Callable[[], set[int]]) -> None:
+    """SIGKILL every process ``members()`` names, again, until none is left (about 1 s at most)."""
+    for _ in range(50):
+        pids = members()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
 
 
 def new_budget(memory_bytes: int, tasks: int, workdir: str, uid: int | None = None) -> Budget:
