@@ -32,10 +32,9 @@ c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "kv-cache-course"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
 
-# Reference files (source/<lab>/ref/) must reach autograded/ but not release/. nbgrader uses
-# the same ignore list for both, so ref/ is added to it only on the generate_assignment call
-# (tools/pipeline.py), never here.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+# Reference files (source/<lab>/ref/, the expected outputs of hidden tests) reach neither
+# release/ nor autograded/: only the verdict's grader process reads them, from source/.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "ref"]
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
@@ -52,16 +51,21 @@ c.IgnorePattern.pattern = r"\w*Warning: "
 # the feedback. CapOutputSize cuts each output to 100,000 characters.
 #
 # One grading path: `make autograde` (tools/pipeline.py), `nbgrader autograde` on the command
-# line and the formgrader's Autograde button all run student code in the grading sandbox
-# (CourseExecute: bwrap where it works, else a warning; KVCOURSE_SANDBOX=1 makes that an error)
-# and then the integrity check (the post-convert hook; tools/pipeline.py runs it itself, for a
-# whole batch at once). A submission whose integrity check cannot run has its points held.
+# line and the formgrader's Autograde button all grade in two steps:
+# - CourseExecute runs the student's notebook in the grading sandbox (bwrap where it works, else
+#   a warning; KVCOURSE_SANDBOX=1 makes that an error), each test cell's *visible* part only;
+# - CourseVerdict (tools/verdict_step.py) runs every test, hidden ones included, in a grader
+#   process apart from the student's code, and puts its failures first into the test cells, so
+#   SaveAutoGrades scores a test only if both passed it;
+# then the integrity check (the post-convert hook; tools/pipeline.py runs it itself, for a whole
+# batch at once). A submission whose integrity check cannot run has its points held.
 c.Autograde.autograde_preprocessors = [
     "tools.sandbox.CourseExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "course_lib.nbgrader_ext.CapOutputSize",
+    "tools.verdict_step.CourseVerdict",
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",

@@ -52,13 +52,15 @@ def _kernel_probe(code: str, repeats: int = 3) -> tuple[float, float]:
 
 
 def _cell_times(course: Path, lab: str, students: list[str]) -> dict[str, float]:
-    """Median per-submission seconds spent in test cells, answer cells and other cells
-    (nbclient's execution timestamps in the autograded notebooks)."""
+    """Median per-submission seconds spent in the kernel's test cells, answer cells and other
+    cells (nbclient's execution timestamps in the autograded notebooks) and in the verdict (its
+    wall time, recorded by tools/verdict_step.py in the notebook's metadata)."""
     def ts(s: str) -> datetime:
         return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
-    sums: dict[str, list[float]] = {"first code cell (imports)": [], "test cells": [], "answer cells": [],
-                                    "other cells": []}
+    sums: dict[str, list[float]] = {"first code cell (imports)": [], "test cells (visible parts)": [],
+                                    "answer cells": [], "other cells": [],
+                                    "verdict (grader fork + student process, every test)": []}
     for student in students:
         path = course / "autograded" / student / lab / f"{lab}.ipynb"
         if not path.exists():
@@ -72,10 +74,12 @@ def _cell_times(course: Path, lab: str, students: list[str]) -> dict[str, float]
                 continue
             seconds = (ts(ex["shell.execute_reply"]) - ts(ex["iopub.execute_input"])).total_seconds()
             meta = cell.metadata.get("nbgrader", {})
-            key = ("first code cell (imports)" if first else "test cells" if meta.get("grade")
+            key = ("first code cell (imports)" if first else "test cells (visible parts)" if meta.get("grade")
                    else "answer cells" if meta.get("solution") else "other cells")
             acc[key] += seconds
             first = False
+        record = nb.metadata.get("kvcourse", {}).get("verdict", {})  # tools/verdict_step.py
+        acc["verdict (grader fork + student process, every test)"] = float(record.get("wall_seconds", 0.0))
         for k, v in acc.items():
             sums[k].append(v)
     return {k: statistics.median(v) if v else 0.0 for k, v in sums.items()}
@@ -178,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'  notebook ' + k:<52}{v:>8.2f} s")
     rest = per_sub - sum(cells.values())
     print(f"  {'  the rest: kernel start, nbgrader copy/DB/restore':<52}{rest:>8.2f} s")
+    print("  (the first verdict of each worker also starts its warm server: tools/verdict_server.py)")
     print(f"  {'probe: start a python3 kernel until ready':<52}{start_empty:>8.2f} s")
     print(f"  {'probe: `import torch` in a fresh kernel':<52}{torch_import:>8.2f} s")
     print(f"\nload average at end {os.getloadavg()[0]:.1f}")

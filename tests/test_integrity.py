@@ -57,21 +57,26 @@ def attacked_course(tmp_path_factory):
     for attack in tamper.TAMPER:
         tamper.write_tamper(root, attack, f"tamper-{attack['name']}")
         pairs.append((f"tamper-{attack['name']}", LAB))
+    tamper.write_tamper(root, {"name": "none", "cells": tamper.WRONG_ANSWERS}, "wrong-answers")
+    pairs.append(("wrong-answers", LAB))
     for name in tamper.BROKEN:
         tamper.write_broken(root, name, f"broken-{name}")
         pairs.append((f"broken-{name}", LAB))
     runs = pipeline.autograde(root, pairs, verbose=False, timeout=5)
     plain = {(r.student): r for r in pipeline.collect_grades(root, runs)}
-    verdicts = pipeline.check_integrity(root, runs, verbose=False, timeout=5)
+    verdicts = pipeline.check_integrity(root, runs, verbose=False)
     rows = {r.student: r for r in pipeline.report(root, runs, verdicts)}
     return root, runs, plain, rows
 
 
-def test_the_attacks_fool_plain_nbgrader(attacked_course):
-    """Without the integrity check, some attacks get points for wrong answers (why it exists)."""
+def test_nbgrader_s_own_score_already_holds_no_attack_above_the_honest_one(attacked_course):
+    """The hidden tests run only in the verdict, inside nbgrader's autograde: before any hold of
+    the integrity check, no attack scores more than the same wrong answers without the attack."""
     _, _, plain, _ = attacked_course
-    fooled = [name for name, row in plain.items() if name.startswith("tamper-") and row.auto_score > 0]
-    assert len(fooled) >= 3, {n: r.auto_score for n, r in plain.items()}
+    honest = plain["wrong-answers"].auto_score
+    assert honest < plain["wrong-answers"].auto_max
+    over = {n: r.auto_score for n, r in plain.items() if n.startswith("tamper-") and r.auto_score > honest}
+    assert not over, (honest, over)
 
 
 @pytest.mark.parametrize("attack", [a["name"] for a in tamper.TAMPER])
@@ -194,8 +199,10 @@ def test_the_verdict_passes_the_solution(lab, tmp_path):
 
 
 def test_a_verdict_that_cannot_be_computed_holds_the_points(graded_course, tmp_path, monkeypatch):
-    """A verdict that cannot be computed (its process dies or is killed) is a failure of every
-    test nbgrader passed: the points are held for review, with the reason."""
+    """A verdict that cannot be computed (its process fails) fails every test, with the reason,
+    and the integrity check holds the submission for review; an autograded notebook without a
+    verdict record (a configuration without the verdict step) is held too. A later clean grading
+    lifts the hold."""
     root, _, runs = graded_course
     course = tmp_path / "course"
     shutil.copytree(root, course)  # the session's graded course stays untouched
@@ -204,15 +211,23 @@ def test_a_verdict_that_cannot_be_computed_holds_the_points(graded_course, tmp_p
         raise RuntimeError("kernel died")
 
     monkeypatch.setattr(__import__("tools.verdict", fromlist=["x"]), "run_in_subprocess", cannot_run)
-    mine = [r for r in runs if (r.student, r.lab) == ("solution", LAB)]
+    mine = pipeline.autograde(course, [("solution", LAB)], verbose=False)
     verdict = pipeline.check_integrity(course, mine, verbose=False)[("solution", LAB)]
     assert verdict.held and verdict.unverified == "RuntimeError: kernel died"
     assert "could not be computed (RuntimeError: kernel died)" in verdict.summary()
     row = next(r for r in pipeline.collect_grades(course) if (r.student, r.lab) == ("solution", LAB))
     assert row.auto_score == 0 < row.auto_max and row.integrity.startswith("HELD"), row.integrity
-    # a later clean check lifts the hold
     monkeypatch.undo()
+    # no record at all: held
+    graded = course / "autograded" / "solution" / LAB / f"{LAB}.ipynb"
+    nb = nbformat.read(graded, as_version=4)
+    nb.metadata.pop("kvcourse", None)
+    nbformat.write(nb, graded)
     verdict = pipeline.check_integrity(course, mine, verbose=False)[("solution", LAB)]
-    assert not verdict.held
+    assert verdict.held and "no verdict in the autograded notebook" in verdict.unverified
+    # graded again, cleanly: the hold is lifted
+    mine = pipeline.autograde(course, [("solution", LAB)], verbose=False)
+    verdict = pipeline.check_integrity(course, mine, verbose=False)[("solution", LAB)]
+    assert not verdict.held, verdict.summary()
     row = next(r for r in pipeline.collect_grades(course) if (r.student, r.lab) == ("solution", LAB))
     assert row.auto_score == row.auto_max, row.integrity

@@ -3,7 +3,7 @@
 The demo's submissions (every lab's solution, untouched release and sample mistakes, two
 tampering attempts, one broken notebook) are autograded by ``pipeline.autograde(workers=2)``
 into a PostgreSQL gradebook named in the course's ``nbgrader_config.py``, checked by
-``pipeline.check_integrity(workers=2)`` and reported by ``pipeline.report`` in a later step, as
+``pipeline.check_integrity`` and reported by ``pipeline.report`` in a later step, as
 ``make autograde GRADE_WORKERS=2`` then ``make report`` would. The grades must be those of the
 serial SQLite run (the session's ``graded_course``). Real nbgrader and a real PostgreSQL server.
 """
@@ -34,7 +34,7 @@ def parallel_course(tmp_path_factory):
         pipeline.release(root)
         write_samples(root, extras=True)
         runs = pipeline.autograde(root, verbose=False, workers=2)
-        pipeline.check_integrity(root, runs, verbose=False, workers=2)
+        pipeline.check_integrity(root, runs, verbose=False)
         rows = {(r.student, r.lab): r for r in pipeline.report(root)}  # a later step: verdicts from disk
         yield root, url, runs, rows
     finally:

@@ -127,8 +127,10 @@ def test_pipeline_wires_sandbox_for_autograde_only(course):
     off = pipeline.make_api(course, sandbox=False).config
     release = pipeline.make_api(course, for_release=True).config
     assert sandbox.SandboxExecute in on.Autograde.autograde_preprocessors
-    assert Execute not in on.Autograde.autograde_preprocessors
-    assert Execute in off.Autograde.autograde_preprocessors
+    assert sandbox.VisibleExecute in off.Autograde.autograde_preprocessors
+    # nbgrader's own Execute (hidden tests in the student's kernel) is never used
+    assert Execute not in on.Autograde.autograde_preprocessors + off.Autograde.autograde_preprocessors
+    assert (on.CourseVerdict.sandboxed, off.CourseVerdict.sandboxed) == ("on", "off")
     for config in (off, release):
         assert sandbox.SandboxExecute not in list(config.Autograde.get("autograde_preprocessors", []))
     # the rest of the configured list (nbgrader_config.py) is kept, in order

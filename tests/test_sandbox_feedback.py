@@ -97,6 +97,24 @@ def test_the_spy_did_run(leaky_course):
         assert marker in text, marker
 
 
+def test_the_students_kernel_never_saw_a_hidden_test(leaky_course):
+    """The kernel runs the visible part of each test cell only: what the spy found in the frames
+    calling it (decoded from every copy it printed into the graded notebook, which keeps all the
+    kernel's output) holds no line of a hidden test."""
+    import base64
+
+    nb = nbformat.read(leaky_course / "autograded" / "spy" / LAB / f"{LAB}.ipynb", as_version=4)
+    text = "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    found = [base64.b64decode(m).decode() for m in re.findall(r"EXFIL-(?:B64|LATER) ([A-Za-z0-9+/=]+)", text)]
+    assert found and any("check_int(kv_bytes_per_token(" in f for f in found)  # it did see the visible tests
+    seen = "\n".join(found)
+    assert "BEGIN HIDDEN TESTS" not in seen
+    # lines it may have seen elsewhere: its own cells, the course library's source
+    known = (leaky_course / "submitted" / "spy" / LAB / f"{LAB}.ipynb").read_text() + \
+        "".join(p.read_text() for p in (ROOT / "course_lib").glob("*.py"))
+    assert not [line for line in _hidden_lines(leaky_course) if line in seen and line not in known]
+
+
 def test_nothing_the_spy_printed_reaches_the_feedback(leaky_course):
     page = (leaky_course / "feedback" / "spy" / LAB / f"{LAB}.html").read_text()
     plain = html.unescape(re.sub(r"<[^>]+>", "", page))

@@ -91,10 +91,11 @@ def figures(lab: str, rows: list[ReportRow], points: dict[str, float]) -> tuple[
     return total, cells
 
 
-def top_mistakes(rows: list[ReportRow], limit: int = 15) -> list[tuple[int, str, str, str]]:
-    """(students, lab, test, mistake), most common first."""
+def top_mistakes(rows: list[ReportRow], limit: int = 25) -> list[tuple[int, str, str, str]]:
+    """(students, lab, test, mistake), most common first (ties in lab and test order)."""
     counter = collections.Counter((r.lab, test, text) for r in rows for test, text in r.mistakes.items())
-    return [(n, lab, test, text) for (lab, test, text), n in counter.most_common(limit)]
+    ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
+    return [(n, lab, test, text) for (lab, test, text), n in ranked[:limit]]
 
 
 def write_html(path: Path, course: Path, rows: list[ReportRow], extra_html: str = "") -> Path:

@@ -71,9 +71,10 @@ def make_api(root: Path = ROOT, for_release: bool = False, timeout: int | None =
              sandbox: bool | None = None):  # -> NbGraderAPI
     """An NbGraderAPI configured by ``root/nbgrader_config.py``.
 
-    With ``for_release=True`` the reference folders are added to ``CourseDirectory.ignore``
-    so that ``generate_assignment`` leaves them out of release/; autograde must *not* ignore
-    them, because it copies the source's files next to the student's notebook.
+    ``for_release=True``: the configuration for ``generate_assignment`` (autograde's steps left
+    as configured). The reference folders (``ref/``) are in ``CourseDirectory.ignore`` for
+    every command: they reach neither release/ nor autograded/ (only the verdict's grader
+    process reads them, from source/).
 
     ``sandbox``: run autograde's kernels in bwrap (tools/sandbox.py); None = the default
     (on where bwrap works, unless KVCOURSE_SANDBOX=0). Feedback always drops output lines
@@ -89,13 +90,14 @@ def make_api(root: Path = ROOT, for_release: bool = False, timeout: int | None =
     config = _load_config(root)
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = gradebook_db_url(root, config)
-    if for_release:
-        config.CourseDirectory.ignore = list(config.CourseDirectory.ignore) + list(REFERENCE_DIRS)
-    else:
+    ignored = list(config.CourseDirectory.ignore)
+    config.CourseDirectory.ignore = ignored + [d for d in REFERENCE_DIRS if d not in ignored]
+    if not for_release:
         configured = config.Autograde.get("autograde_preprocessors")
+        boxed = sandbox_tool.enabled() if sandbox is None else sandbox
         config.Autograde.autograde_preprocessors = sandbox_tool.autograde_preprocessors(
-            list(configured) if configured is not None else None,
-            sandbox=sandbox_tool.enabled() if sandbox is None else sandbox)
+            list(configured) if configured is not None else None, sandbox=boxed)
+        config.CourseVerdict.sandboxed = "on" if boxed else "off"
     # the pipeline runs the integrity check itself, for the whole batch (nbgrader_config.py's
     # hook is for `nbgrader autograde` and the formgrader)
     config.Autograde.post_convert_hook = None
@@ -426,9 +428,14 @@ _LIKELY = re.compile(r"Likely mistake: ([^\n]+)")
 
 
 def cell_errors(notebook_path: Path, every: bool = False) -> dict[str, str]:
-    """Test-cell grade_id -> the full error ("Name: message") of a failed test cell.
+    """Test-cell grade_id -> the full error ("Name: message") of a failed test cell: the
+    verdict's if it failed the test (tools/verdict_step.py; it ran the whole cell, as a notebook
+    with the hidden tests would, and its message already reads "Name: message"), else the error
+    of the visible part in the student's kernel.
 
     With ``every``, test cells without an error are included too (mapped to "")."""
+    from tools import verdict_step
+
     out: dict[str, str] = {}
     if not notebook_path.exists():
         return out
@@ -439,10 +446,13 @@ def cell_errors(notebook_path: Path, every: bool = False) -> dict[str, str]:
             continue
         if every:
             out[meta["grade_id"]] = ""
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                out[meta["grade_id"]] = f"{output.get('ename')}: {output.get('evalue')}"
-                break
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        kernel = [o for o in errors if o.get("ename") != verdict_step.ENAME]
+        verdict = [o for o in errors if o.get("ename") == verdict_step.ENAME]
+        if verdict:
+            out[meta["grade_id"]] = str(verdict[0].get("evalue"))
+        elif kernel:
+            out[meta["grade_id"]] = f"{kernel[0].get('ename')}: {kernel[0].get('evalue')}"
     return out
 
 
@@ -462,24 +472,6 @@ def cell_timeout(root: Path = ROOT) -> int:
     """The per-cell time limit of nbgrader's run (``c.Execute.timeout`` in nbgrader_config.py)."""
     value = _load_config(root).Execute.get("timeout", 120)
     return int(value) if isinstance(value, int | float) and value > 0 else 120
-
-
-def _verdict_job(submitted: str, source: str, n_workers: int,
-                 timeout: float) -> tuple[dict[str, bool], dict[str, str]] | str:
-    """The verdict on one submission (tools/verdict.py, in processes of its own, whose torch and
-    NumPy get their share of the cores): (test -> passed, test -> failure message), or the reason
-    it could not be computed, which the caller counts as a failure of every test."""
-    from tools import verdict
-
-    if n_workers > 1:
-        _share_cores(n_workers)
-    try:
-        result = verdict.run_in_subprocess(Path(submitted), Path(source), cell_timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - one submission must not stop the check of the others
-        return f"{type(exc).__name__}: {str(exc)[:200]}"
-    if result.error:
-        return result.error
-    return result.passed(), {name: r.message for name, r in result.tests.items() if not r.passed}
 
 
 def integrity_hook(assignment: str, student: str, notebooks: list[str]) -> None:
@@ -523,22 +515,38 @@ def _hold_all(root: Path, student: str, lab: str, reason: str) -> None:
     _save_verdicts(root, [GradeRun(student, lab, True, 0.0)], {(student, lab): verdict})
 
 
-def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
-                    workers: int = 1, timeout: int | None = None) -> dict[tuple[str, str], object]:
-    """Scan and verdict (tools/integrity.py, tools/verdict.py) for every graded submission.
+def _recorded_verdict(root: Path, student: str, lab: str) -> tuple[list[str], str, dict[str, str]]:
+    """(tests the verdict failed in their visible part while the student's kernel passed them,
+    why the verdict could not be computed or "", test -> the verdict's message) from the
+    autograded notebook, where the verdict step of nbgrader's autograde recorded it
+    (tools/verdict_step.py). No record fails closed: every test counts as unverified."""
+    from tools import verdict_step
 
-    Tests that nbgrader passed but the verdict failed get a manual score of 0 in the gradebook:
-    the autograded score is the lower of the two. A tamper finding holds all the submission's
-    autograded points (manual score 0 on every autograded test) for the instructor to review in
-    the formgrader. Verdicts run ``workers`` at a time; the gradebook is written from this
-    process only. A verdict that cannot be computed counts as failing every test nbgrader
-    passed: those points are held, with the reason. ``timeout``: the verdict's per-cell time
-    limit (None: nbgrader's own, from nbgrader_config.py).
+    path = _graded_files(root, student, lab)["autograded"]
+    try:
+        record = verdict_step.stored_verdict(nbformat.read(path, as_version=4))
+    except (OSError, nbformat.reader.NotJSONError) as exc:
+        return [], f"the autograded notebook could not be read ({type(exc).__name__})", {}
+    if record is None:
+        return [], "no verdict in the autograded notebook (is tools.verdict_step.CourseVerdict " \
+                   "in nbgrader_config.py's autograde preprocessors?)", {}
+    messages = {t: r.get("message", "") for t, r in record.get("tests", {}).items() if not r.get("passed")}
+    return list(record.get("disagreements", [])), str(record.get("error") or ""), messages
+
+
+def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True) -> dict[tuple[str, str], object]:
+    """The integrity check of every graded submission: the static scan (tools/integrity.py) and
+    the verdict that nbgrader's autograde recorded in the autograded notebook.
+
+    The verdict's failures already score 0 (tools/verdict_step.py puts them into the cells). A
+    test whose visible part the student's kernel passed and the verdict failed (the same code
+    on the same inputs: tampering, or a nondeterministic answer), a verdict that could not be
+    computed, and a tamper finding of the scan hold points (manual score 0 in the gradebook,
+    every autograded point for a tamper finding or a missing verdict) and flag the submission
+    for the instructor to review in the formgrader.
     Verdicts are also kept in ``integrity_verdicts.json`` for a later ``report``, with the SHA-256
     of the submitted and the autograded notebook they judged.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from nbgrader.api import Gradebook, MissingEntry
 
     from tools import integrity
@@ -547,57 +555,32 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True,
     # across re-grading, and an instructor's own manual scores must not be touched)
     ledger_path = root / "integrity_holds.json"
     ledger = set(map(tuple, json.loads(ledger_path.read_text()))) if ledger_path.exists() else set()
-    url = gradebook_db_url(root)
-    # 1. static scan, and which submissions need a verdict (nbgrader passed a test)
-    checks = []  # (run, findings, passed_by_nbgrader)
-    with Gradebook(url) as gb:
+    verdicts: dict[tuple[str, str], object] = {}
+    with Gradebook(gradebook_db_url(root)) as gb:
         for run in runs:
             if not run.success:
                 continue
-            submitted = root / "submitted" / run.student / run.lab / f"{run.lab}.ipynb"
+            submitted = _graded_files(root, run.student, run.lab)["submitted"]
             source_path = root / "source" / run.lab / f"{run.lab}.ipynb"
             try:
                 submission = nbformat.read(submitted, as_version=4)
                 nb = gb.find_submission_notebook(run.lab, run.lab, run.student)
             except (MissingEntry, OSError, nbformat.reader.NotJSONError):
                 continue
-            source = nbformat.read(source_path, as_version=4)
-            findings = integrity.scan(submission, source)
-            passed = {g.name: (g.auto_score or 0) >= g.max_score for g in nb.grades
-                      if g.cell_type == "code" and g.max_score}
-            checks.append((run, findings, passed))
-    # 2. verdicts, each in processes of its own
-    limit = timeout or cell_timeout(root)
-    jobs = {(run.student, run.lab): (str(root / "submitted" / run.student / run.lab / f"{run.lab}.ipynb"),
-                                     str(root / "source" / run.lab / f"{run.lab}.ipynb"))
-            for run, _, passed in checks if any(passed.values())}
-    if workers > 1 and len(jobs) > 1:
-        with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:  # the work is in subprocesses
-            futures = {key: pool.submit(_verdict_job, sub, src, workers, limit) for key, (sub, src) in jobs.items()}
-            outcome = {key: future.result() for key, future in futures.items()}
-    else:
-        outcome = {key: _verdict_job(sub, src, 1, limit) for key, (sub, src) in jobs.items()}
-    # 3. verdicts into the gradebook (holds placed or lifted)
-    verdicts: dict[tuple[str, str], object] = {}
-    with Gradebook(url) as gb:
-        for run, findings, passed in checks:
-            result = outcome.get((run.student, run.lab), ({}, {}))
-            unverified, opinion, messages = "", {}, {}
-            if isinstance(result, str):  # could not be computed: a failure of every test nbgrader passed
-                unverified = result
-            else:
-                opinion, messages = result
-            disagreements = sorted(t for t, ok in passed.items() if ok and not opinion.get(t, False))
+            findings = integrity.scan(submission, nbformat.read(source_path, as_version=4))
+            disagreements, unverified, messages = _recorded_verdict(root, run.student, run.lab)
+            tests = [g.name for g in nb.grades if g.cell_type == "code" and g.max_score]
+            if unverified:
+                disagreements = tests
             verdict = integrity.Verdict(findings, disagreements, unverified,
                                         {t: messages.get(t, "") for t in disagreements})
             verdicts[(run.student, run.lab)] = verdict
-            tamper = any(f.severity == integrity.TAMPER for f in findings)
-            nb = gb.find_submission_notebook(run.lab, run.lab, run.student)
+            hold_all = unverified or any(f.severity == integrity.TAMPER for f in findings)
             for grade in nb.grades:
                 if grade.cell_type != "code":
                     continue
                 key = (run.student, run.lab, grade.name)
-                if tamper or grade.name in disagreements:
+                if hold_all or grade.name in disagreements:
                     grade.manual_score = 0.0
                     ledger.add(key)
                 elif key in ledger:
@@ -855,7 +838,7 @@ def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
     if runs:
         per = sum(r.seconds for r in runs) / len(runs)
         print(f"   {len(runs)} submissions, {per:.1f} s per submission on average")
-    print("4. integrity: static scan, and the verdict (tests apart from the student's code)")
+    print("4. integrity: static scan, and the verdicts recorded while grading")
     verdicts = check_integrity(root, runs)
     print(f"   {len(verdicts)} graded submissions checked, {sum(v.held for v in verdicts.values())} held for review")
     print("5. feedback, grades.csv and scores")
@@ -901,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         failed = [r for r in runs if not r.success]
         print(f"{len(runs)} submissions autograded into {gradebook_db_url(ROOT)}, {len(failed)} not graded")
-        verdicts = check_integrity(ROOT, runs, workers=args.workers)
+        verdicts = check_integrity(ROOT, runs)
         print(f"integrity: {len(verdicts)} graded submissions checked, "
               f"{sum(v.held for v in verdicts.values())} held for review (`make report` writes feedback and grades)")
         for run in failed:

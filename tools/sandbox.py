@@ -539,8 +539,34 @@ class _SandboxedKernel:
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
 
-class SandboxExecute(_SandboxedKernel, Execute):
-    """nbgrader's Execute preprocessor with the kernel started by :class:`SandboxKernelManager`.
+def visible_part(source: str) -> str:
+    """A test cell as the student's release has it: the hidden block (markers included) removed."""
+    return re.sub(r"[ \t]*### BEGIN HIDDEN TESTS\n.*?### END HIDDEN TESTS[ \t]*\n?", "", source, flags=re.DOTALL)
+
+
+class _VisibleTestsOnly:
+    """Mixin for nbgrader's Execute: the student's kernel runs each test cell's visible part only
+    (what the released notebook runs), so no hidden input or expected value ever enters it. The
+    hidden tests run in the verdict (``tools/verdict_step.py``). The cell keeps its full source."""
+
+    def preprocess_cell(self, cell: Any, resources: Any, index: int) -> Any:
+        if cell.cell_type != "code" or "### BEGIN HIDDEN TESTS" not in cell.source:
+            return super().preprocess_cell(cell, resources, index)  # type: ignore[misc]
+        full = cell.source
+        cell.source = visible_part(full)
+        try:
+            return super().preprocess_cell(cell, resources, index)  # type: ignore[misc]
+        finally:
+            cell.source = full
+
+
+class VisibleExecute(_VisibleTestsOnly, Execute):
+    """nbgrader's Execute, unsandboxed, running the visible part of each test cell only."""
+
+
+class SandboxExecute(_VisibleTestsOnly, _SandboxedKernel, Execute):
+    """nbgrader's Execute preprocessor with the kernel started by :class:`SandboxKernelManager`,
+    running the visible part of each test cell only.
 
     (nbgrader's Execute passes ``kernel_manager_class`` as a keyword, which beats config, so a
     subclass is the hook.)"""
@@ -567,13 +593,13 @@ class SandboxNotebookClient(_SandboxedKernel, NotebookClient):
 
 
 _EXECUTE_NAMES = {"nbgrader.preprocessors.Execute", "nbgrader.preprocessors.execute.Execute",
-                  "tools.sandbox.SandboxExecute", "tools.sandbox.CourseExecute"}
+                  "tools.sandbox.SandboxExecute", "tools.sandbox.CourseExecute", "tools.sandbox.VisibleExecute"}
 
 
 def autograde_preprocessors(current: list[Any] | None = None, sandbox: bool = True) -> list[Any]:
     """``Autograde.autograde_preprocessors`` with the Execute step (nbgrader's, or this module's
     CourseExecute as configured in nbgrader_config.py) replaced by SandboxExecute, or by
-    nbgrader's plain Execute when ``sandbox`` is False.
+    VisibleExecute (no sandbox) when ``sandbox`` is False.
 
     ``current``: the configured list (classes or dotted names, as in nbgrader_config.py);
     None = nbgrader's default. Everything else in it is kept, in order."""
@@ -581,10 +607,10 @@ def autograde_preprocessors(current: list[Any] | None = None, sandbox: bool = Tr
 
     if current is None:
         current = list(Autograde.class_traits()["autograde_preprocessors"].default())
-    replacement = SandboxExecute if sandbox else Execute
+    replacement = SandboxExecute if sandbox else VisibleExecute
 
     def is_execute(p: Any) -> bool:
-        return p in (Execute, SandboxExecute, CourseExecute) or p in _EXECUTE_NAMES
+        return p in (Execute, SandboxExecute, CourseExecute, VisibleExecute) or p in _EXECUTE_NAMES
 
     out = [replacement if is_execute(p) else p for p in current]
     if replacement not in out:
@@ -724,6 +750,12 @@ class StripHiddenTestOutput(Preprocessor):
                     hidden.update(line.strip() for line in block.splitlines()
                                   if len(line.strip()) >= self.min_chars)
         if not hidden and not any("### BEGIN HIDDEN TESTS" in c.source for c in nb.cells):
+            from tools import verdict_step
+
+            for cell in nb.cells:
+                if cell.cell_type == "code":
+                    cell.outputs = [o for o in cell.get("outputs", []) if o.get("ename") != verdict_step.ENAME]
+            _show_verdict_failures(nb, resources)
             return nb, resources
         hidden.update({"### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"})  # tracebacks show them as context
 
@@ -738,10 +770,13 @@ class StripHiddenTestOutput(Preprocessor):
                     out.append(line)
             return "\n".join(out)
 
+        from tools import verdict_step
+
         after_hidden = False
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("ename") != verdict_step.ENAME]
             meta = cell.metadata.get("nbgrader", {})
             has_hidden = "### BEGIN HIDDEN TESTS" in cell.source
             if has_hidden or (after_hidden and meta.get("grade") and not meta.get("solution")):
@@ -767,29 +802,54 @@ class StripHiddenTestOutput(Preprocessor):
 #: Longest part of the verdict's message a feedback page shows (the student's code chose some of
 #: it, e.g. the text of its own exception, and saw the inputs of the calls made to it).
 VERDICT_MESSAGE_CHARS = 300
+_NAME_ERROR = re.compile(r"name '\w+' is not defined")
+
+
+def verdict_feedback(message: str) -> str:
+    """What a feedback page shows of the verdict's message for a failed test: the course's own
+    check messages (scrubbed of what the graded code chose, as for the kernel's), the grader's
+    own reasons (the code stopped answering, timed out, was not run), and for any other
+    exception its type only: its text came from the graded code."""
+    head, sep, rest = message.partition(": ")
+    if not sep or not re.fullmatch(r"[A-Za-z_]\w*", head):
+        text = message  # the grader's own words
+    elif head == "AnswerError":
+        text = _scrub_course_message(rest)
+    elif head == "NameError" and _NAME_ERROR.fullmatch(rest.strip()):
+        text = f"NameError: {rest.strip()}"
+    else:
+        text = f"{_known_exception(head)} raised while the grader's tests called your code (details not shown)"
+    text = _ANSI.sub("", text)
+    return text if len(text) <= VERDICT_MESSAGE_CHARS else text[:VERDICT_MESSAGE_CHARS] + " [...]"
 
 
 def _show_verdict_failures(nb: Any, resources: Any) -> None:
-    """A test cell that nbgrader passed and the verdict failed (tools/verdict.py) shows why it
-    scores 0: the verdict's message, from ``integrity_verdicts.json`` of the course folder."""
-    import json
-
+    """Each test cell the verdict failed (tools/verdict_step.py) shows the verdict's message
+    first, from the record nbgrader's process wrote into the notebook's metadata (the student's
+    kernel could print anything, never that record)."""
     import nbformat
 
-    folder = Path((resources or {}).get("metadata", {}).get("path") or ".").resolve()
-    record_path = folder.parent.parent.parent / "integrity_verdicts.json"  # <root>/autograded/<student>/<lab>
-    if not record_path.is_file():
-        return
-    key = f"{folder.parent.name}/{folder.name}"
-    failures = json.loads(record_path.read_text()).get(key, {}).get("verdict_failures", {})
+    from tools import verdict_step
+
+    record = verdict_step.stored_verdict(nb) or {}
+    tests = record.get("tests", {})
     for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.cell_type == "code" and grade_id in failures:
-            first_line = (str(failures[grade_id]).splitlines() or [""])[0][:VERDICT_MESSAGE_CHARS]
-            cell.outputs = [nbformat.v4.new_output(
-                "error", ename="VerdictFailure", evalue=first_line,
-                traceback=[f"This test passed in your notebook's kernel but failed when the grader ran it "
-                           f"apart from your code, so it scores 0: {first_line}"])]
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+            continue
+        result = tests.get(meta.get("grade_id"))
+        if result is None:
+            if record.get("error"):
+                result = {"passed": False, "message": record["error"], "where": ""}
+            else:
+                continue
+        if result.get("passed"):
+            continue
+        text = verdict_feedback(str(result.get("message", "")))
+        part = "in the hidden tests" if result.get("where") == "hidden" else "when the grader ran this test"
+        cell.outputs.insert(0, nbformat.v4.new_output(
+            "error", ename=verdict_step.ENAME, evalue=text,
+            traceback=[f"Failed {part} (run apart from your code): {text}"]))
 
 
 def _name(p: Any) -> str:

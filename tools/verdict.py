@@ -64,6 +64,9 @@ class TestResult:
 
     passed: bool
     message: str = ""
+    #: where a failure happened: "visible" (the part the student's notebook runs too), "hidden"
+    #: (between the hidden-test markers), "" (the test did not run, or it passed)
+    where: str = ""
 
 
 @dataclass
@@ -86,6 +89,10 @@ class Verdict:
         data = json.loads(text)
         return cls({k: TestResult(**v) for k, v in data["tests"].items()}, data["error"], data["notes"],
                    data["seconds"])
+
+    def failed_visible(self) -> list[str]:
+        """Tests that failed in the part the student's notebook also runs (or did not run)."""
+        return [t for t, r in self.tests.items() if not r.passed and r.where != "hidden"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,7 +364,10 @@ def _sandbox_wanted() -> bool:
 def _bind_answers(shell: Any, student: StudentProcess, names: list[str]) -> None:
     for name in names:
         try:
-            shell.user_ns[name] = student.lookup(name)
+            value = student.lookup(name)
+            if isinstance(value, wire.Remote):
+                value.bind_name(name)
+            shell.user_ns[name] = value
         except NameError:
             shell.user_ns.pop(name, None)  # the student did not define it: tests meet a NameError
 
@@ -458,15 +468,62 @@ def _run_steps(steps: Plan, student: StudentProcess, verdict: Verdict, cell_time
             over = student.budget.exceeded() if not alive and student.budget is not None else None
             if over:
                 message += f" ({over})"
-            verdict.tests[grade_id] = TestResult(error is None, message)
+            where = "" if error is None else failed_part(payload, error)
+            verdict.tests[grade_id] = TestResult(error is None, message, where)
     for grade_id in steps.tests:
         verdict.tests.setdefault(grade_id, TestResult(False, "not run"))
 
 
+def hidden_lines(code: str) -> range:
+    """Line numbers (1-based) of a test cell's hidden block, markers included (empty if none)."""
+    lines = code.splitlines()
+    begin = next((i for i, line in enumerate(lines) if line.strip() == "### BEGIN HIDDEN TESTS"), None)
+    if begin is None:
+        return range(0)
+    end = next((i for i in range(begin, len(lines)) if lines[i].strip() == "### END HIDDEN TESTS"), len(lines) - 1)
+    return range(begin + 1, end + 2)
+
+
+def failed_part(code: str, error: BaseException) -> str:
+    """"hidden" when the statement of the test cell that raised ``error`` lies in its hidden
+    block, else "visible" (the cell's own top-level frame is the last ``<module>`` frame of the
+    traceback; the course's checks are functions)."""
+    line = None
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "<module>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return "hidden" if line is not None and line in hidden_lines(code) else "visible"
+
+
 def run_in_subprocess(submission_path: Path, source_path: Path, timeout: float = 900,
-                      sandboxed: bool | None = None, cell_timeout: float = CELL_TIMEOUT) -> Verdict:
-    """:func:`run` in a fresh Python process (the instructor's cells must not share a process
-    with anything else). A verdict that cannot be computed fails every test."""
+                      sandboxed: bool | None = None, cell_timeout: float = CELL_TIMEOUT,
+                      warm: bool = False) -> Verdict:
+    """:func:`run` in a process of its own (the instructor's cells must not share a process with
+    anything else): with ``warm``, a fresh fork of this process's warm server
+    (``tools/verdict_server.py``: Python and the imports paid once), else a new Python process.
+    A verdict that cannot be computed fails every test."""
+    why = ""
+    if warm:
+        from tools import verdict_server
+
+        status, text = verdict_server.client().run(submission_path, source_path, sandboxed, cell_timeout, timeout)
+        if status == "ok":
+            return Verdict.from_json(text)
+        why = text if status == "failed" else ""  # unavailable: the cold way below
+    if not why:
+        why = _run_cold(submission_path, source_path, timeout, sandboxed, cell_timeout)
+        if isinstance(why, Verdict):
+            return why
+    source = nbformat.read(source_path, as_version=4)
+    tests = plan(source).tests
+    return Verdict({t: TestResult(False, why) for t in tests}, error=why)
+
+
+def _run_cold(submission_path: Path, source_path: Path, timeout: float, sandboxed: bool | None,
+              cell_timeout: float) -> Verdict | str:
+    """``python -m tools.verdict ... --json``: the verdict, or why it could not be computed."""
     cmd = [sys.executable, "-m", "tools.verdict", str(source_path), str(submission_path), "--json",
            "--cell-timeout", str(cell_timeout)]
     if sandboxed is False:
@@ -477,12 +534,9 @@ def run_in_subprocess(submission_path: Path, source_path: Path, timeout: float =
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode == 0 and lines:
             return Verdict.from_json(done.stdout[done.stdout.index("{"):])
-        why = f"the verdict's process failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"
+        return f"the verdict's process failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"
     except subprocess.TimeoutExpired:
-        why = f"the verdict took longer than {timeout:.0f} s"
-    source = nbformat.read(source_path, as_version=4)
-    tests = plan(source).tests
-    return Verdict({t: TestResult(False, why) for t in tests}, error=why)
+        return f"the verdict took longer than {timeout:.0f} s"
 
 
 def main(argv: list[str] | None = None) -> int:

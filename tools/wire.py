@@ -578,18 +578,25 @@ class Remote:
     anything here.
     """
 
-    __slots__ = ("_wire_conn", "_wire_id", "_wire_type", "_wire_callable")
+    __slots__ = ("_wire_conn", "_wire_id", "_wire_type", "_wire_callable", "_wire_name")
 
     def __init__(self, conn: Connection, ref_id: int, type_name: str, is_callable: bool) -> None:
         object.__setattr__(self, "_wire_conn", conn)
         object.__setattr__(self, "_wire_id", ref_id)
         object.__setattr__(self, "_wire_type", type_name)
         object.__setattr__(self, "_wire_callable", is_callable)
+        object.__setattr__(self, "_wire_name", None)  # the name the grader bound it to, if any
+
+    def bind_name(self, name: str) -> None:
+        """Give the proxy the name the grader's namespace knows it by (``__name__`` in messages)."""
+        object.__setattr__(self, "_wire_name", name)
 
     def _ask(self, op: str, *args: Any) -> Any:
         return object.__getattribute__(self, "_wire_conn").request(op, self, *args)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "__name__" and object.__getattribute__(self, "_wire_name") is not None:
+            return object.__getattribute__(self, "_wire_name")
         if name.startswith("__") or name.startswith(("_repr_", "_ipython_")):
             raise AttributeError(name)
         return self._ask("getattr", name)
