@@ -743,18 +743,18 @@ class StripHiddenTestOutput(Preprocessor):
     def preprocess(self, nb: Any, resources: Any) -> tuple[Any, Any]:
         import nbformat
 
+        from tools import verdict_step
+
         hidden: set[str] = set()
         for cell in nb.cells:
             if cell.cell_type == "code":
                 for block in _HIDDEN_BLOCK.findall(cell.source):
                     hidden.update(line.strip() for line in block.splitlines()
                                   if len(line.strip()) >= self.min_chars)
+        for cell in nb.cells:  # the verdict's messages come back from its record only
+            if cell.cell_type == "code":
+                cell.outputs = [o for o in cell.get("outputs", []) if o.get("ename") != verdict_step.ENAME]
         if not hidden and not any("### BEGIN HIDDEN TESTS" in c.source for c in nb.cells):
-            from tools import verdict_step
-
-            for cell in nb.cells:
-                if cell.cell_type == "code":
-                    cell.outputs = [o for o in cell.get("outputs", []) if o.get("ename") != verdict_step.ENAME]
             _show_verdict_failures(nb, resources)
             return nb, resources
         hidden.update({"### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"})  # tracebacks show them as context
@@ -770,13 +770,10 @@ class StripHiddenTestOutput(Preprocessor):
                     out.append(line)
             return "\n".join(out)
 
-        from tools import verdict_step
-
         after_hidden = False
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
-            cell.outputs = [o for o in cell.get("outputs", []) if o.get("ename") != verdict_step.ENAME]
             meta = cell.metadata.get("nbgrader", {})
             has_hidden = "### BEGIN HIDDEN TESTS" in cell.source
             if has_hidden or (after_hidden and meta.get("grade") and not meta.get("solution")):
