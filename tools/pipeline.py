@@ -556,18 +556,20 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True) -> d
     ledger_path = root / "integrity_holds.json"
     ledger = set(map(tuple, json.loads(ledger_path.read_text()))) if ledger_path.exists() else set()
     verdicts: dict[tuple[str, str], object] = {}
+    sources: dict[str, object] = {}  # lab -> the instructor's notebook
     with Gradebook(gradebook_db_url(root)) as gb:
         for run in runs:
             if not run.success:
                 continue
             submitted = _graded_files(root, run.student, run.lab)["submitted"]
-            source_path = root / "source" / run.lab / f"{run.lab}.ipynb"
             try:
                 submission = nbformat.read(submitted, as_version=4)
                 nb = gb.find_submission_notebook(run.lab, run.lab, run.student)
             except (MissingEntry, OSError, nbformat.reader.NotJSONError):
                 continue
-            findings = integrity.scan(submission, nbformat.read(source_path, as_version=4))
+            if run.lab not in sources:
+                sources[run.lab] = nbformat.read(root / "source" / run.lab / f"{run.lab}.ipynb", as_version=4)
+            findings = integrity.scan(submission, sources[run.lab])
             disagreements, unverified, messages = _recorded_verdict(root, run.student, run.lab)
             tests = [g.name for g in nb.grades if g.cell_type == "code" and g.max_score]
             if unverified:
@@ -620,10 +622,7 @@ def _save_verdicts(root: Path, runs: list[GradeRun], verdicts: dict) -> None:
     for (student, lab), verdict in verdicts.items():
         record = {"held": verdict.held,
                   "summary": verdict.summary() if (verdict.findings or verdict.disagreements) else "",
-                  "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  # what the feedback shows for a test the verdict failed and nbgrader passed
-                  "verdict_failures": {t: getattr(verdict, "messages", {}).get(t, "") or
-                                       "the verdict could not be computed" for t in verdict.disagreements}}
+                  "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         for kind, notebook in _graded_files(root, student, lab).items():
             record[f"sha256_{kind}"] = sha256_of(notebook)
         saved[f"{student}/{lab}"] = record

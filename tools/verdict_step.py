@@ -56,10 +56,12 @@ def stored_verdict(nb: Any) -> dict | None:
 
 
 def kernel_passed(cell: Any) -> bool:
-    """What nbgrader's rule gives for the student's kernel's outputs: no error, no stderr."""
-    return not any(o.get("output_type") == "error" or
-                   (o.get("output_type") == "stream" and o.get("name") == "stderr")
-                   for o in cell.get("outputs", []))
+    """Whether nbgrader's own rule (``nbgrader.utils.determine_grade``) gives the test cell full
+    points for the student's kernel's outputs."""
+    from nbgrader.utils import determine_grade
+
+    score, max_points = determine_grade(cell)
+    return score is not None and score >= max_points
 
 
 class CourseVerdict(Preprocessor):
@@ -76,7 +78,7 @@ class CourseVerdict(Preprocessor):
         info = resources.get("nbgrader", {})
         lab, student, notebook = info.get("assignment"), info.get("student"), info.get("notebook")
         root = folder.parents[2]
-        if not (lab and student and notebook):  # outside nbgrader (tests): the folder says
+        if not (lab and student and notebook):  # resources without nbgrader's ids: the folder says
             lab, student, notebook = folder.name, folder.parent.name, folder.name
         return (root / "submitted" / student / lab / f"{notebook}.ipynb",
                 root / "source" / lab / f"{notebook}.ipynb")
