@@ -10,6 +10,7 @@ One module per concern:
 - ``plotting``  latency and roofline plots
 - ``roofline``  probes of this machine's memory bandwidth and matmul peak (Lab 02)
 - ``references`` regenerates Lab 01's reference outputs (``python -m course_lib.references``)
+- ``measured``  GPU measurements made once for the course (``data/``), with the device they ran on
 
 It holds helpers, never the answers students must write.
 """

@@ -31,6 +31,8 @@ import io
 import json
 import platform
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -151,6 +153,26 @@ def set_exact_fp32() -> None:
     torch.set_float32_matmul_precision("highest")
 
 
+def set_tf32() -> None:
+    """Switch TF32 on (for measuring the error it causes; never for the references)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")
+
+
+def _nvidia_driver() -> str | None:
+    """The NVIDIA driver version nvidia-smi reports, or None where it cannot be asked."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -166,14 +188,17 @@ def device_meta(device: str) -> dict[str, Any]:
     kind = torch.device(device).type
     if kind == "cuda":
         name = torch.cuda.get_device_name(torch.device(device))
-        cuda = torch.version.cuda
+        cuda, driver = torch.version.cuda, _nvidia_driver()
+        cudnn = torch.backends.cudnn.version()
     else:
         name = _cpu_name()
-        cuda = None
+        cuda = driver = cudnn = None
     return {
         "device": kind,
         "device_name": name,
         "cuda_version": cuda,
+        "cuda_driver": driver,
+        "cudnn_version": cudnn,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
@@ -240,9 +265,13 @@ def greedy_margin(ns: dict[str, Any], tokens: torch.Tensor, t0: int) -> float:
 
 
 def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_bugs: bool = True,
-                    log: Callable[[str], None] = print) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Compute every reference array; returns (arrays for np.savez, metadata)."""
-    set_exact_fp32()
+                    log: Callable[[str], None] = print,
+                    tf32: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Compute every reference array; returns (arrays for np.savez, metadata).
+
+    ``tf32=True`` computes them with TF32 on, only to measure the error TF32 causes (the
+    metadata says so); the course's references are always made with it off.
+    """
     setup, solutions = notebook_code(notebook)
     ns = build_namespace(setup, solutions, device=device)
     variants = load_variants() if with_bugs else None
@@ -250,6 +279,11 @@ def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_
     bug_ns: dict[str, dict[str, Any]] = {}
     for name in (variants.FORWARD_MUTANTS if variants else []):
         bug_ns[name] = build_namespace(setup, solutions, replace=mutants[name]["cells"], device=device)
+    # after the notebook's setup cells, which switch TF32 off themselves
+    if tf32:
+        set_tf32()
+    else:
+        set_exact_fp32()
 
     gen = torch.Generator().manual_seed(INPUT_SEED)
     arrays: dict[str, np.ndarray] = {}
@@ -302,7 +336,9 @@ def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_
             raise RuntimeError(f"no prompt with greedy margin >= {MIN_MARGIN} for case {i}")
         tokens_cached = ns["generate"](ns["model"], prompt.to(device), n, use_cache=True)
         if not torch.equal(tokens, tokens_cached):
-            raise RuntimeError(f"the solution's cached and uncached generations differ (case {i})")
+            if not tf32:
+                raise RuntimeError(f"the solution's cached and uncached generations differ (case {i})")
+            log(f"  TF32: cached and uncached generations differ (case {i})")
         arrays[f"gen/{i}/prompt"] = _np(prompt)
         arrays[f"gen/{i}/tokens"] = _np(tokens)
         arrays[f"gen/{i}/max_new"] = np.array(n)
@@ -312,6 +348,9 @@ def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_
 
     solution_text = "\n".join(solutions[k] for k in sorted(solutions))
     meta = device_meta(device)
+    if meta["allow_tf32_matmul"] != tf32:
+        raise RuntimeError(f"TF32 was {'on' if meta['allow_tf32_matmul'] else 'off'} at the end, "
+                           f"asked for {'on' if tf32 else 'off'}: something changed the flag")
     meta.update({
         "lab": LAB,
         "input_seed": INPUT_SEED,
@@ -347,11 +386,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebook", type=Path, default=SOURCE_NOTEBOOK)
     parser.add_argument("--out", type=Path, default=REF_DIR)
     parser.add_argument("--no-bugs", action="store_true", help="do not store the mistakes' outputs")
+    parser.add_argument("--tf32", action="store_true",
+                        help="TF32 on: only to measure the error it causes, never for the course's references")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("--device cuda: no CUDA device is available", file=sys.stderr)
         return 2
-    arrays, meta = make_references(args.device, args.notebook, with_bugs=not args.no_bugs)
+    if args.tf32 and args.out.resolve() == REF_DIR.resolve():
+        parser.error("--tf32 needs --out elsewhere: the course's references are made with TF32 off")
+    arrays, meta = make_references(args.device, args.notebook, with_bugs=not args.no_bugs, tf32=args.tf32)
     path = write_references(args.out, arrays, meta)
     print(f"wrote {path} ({path.stat().st_size:,} bytes) on {meta['device']} ({meta['device_name']}), "
           f"torch {meta['torch_version']}, TF32 matmul {meta['allow_tf32_matmul']}")

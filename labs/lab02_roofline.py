@@ -1354,8 +1354,8 @@ plt.show()
 #
 # If this notebook runs on a machine with a CUDA GPU, the cell below repeats the measurement
 # there, in fp16 with 32 heads of dimension 128 (a Llama-like layer), and draws the GPU's
-# measured roofline next to its datasheet roofline. On a CPU-only machine it says so and does
-# nothing.
+# measured roofline next to its datasheet roofline. On a CPU-only machine it does nothing; the
+# cell after it shows the same measurement made by the course on a GPU.
 
 # %%
 if torch.cuda.is_available():
@@ -1372,8 +1372,70 @@ if torch.cuda.is_available():
     ax = plot_roofline(_devices, _pts, title="Your attention on this GPU (fp16)")
     plt.show()
 else:
-    print("No CUDA GPU on this machine: only the CPU points above. On a GPU, expect decode near the "
-          "memory roof at about 1 FLOP/B and prefill far below the fp16 peak (unfused attention).")
+    print("No CUDA GPU on this machine: the next cell shows the course's own GPU measurement.")
+
+# %% [markdown]
+# ### Measured by the course on a datacenter GPU
+#
+# Few students have an H100 or H200 at hand, so the course ran this measurement once on an
+# NVIDIA H200 (`bench/gpu_roofline.py`; the file `course_lib/data/gpu_roofline.json` records the
+# GPU, the driver, CUDA and PyTorch versions). It holds **times and shapes only**: the cell
+# below places each point with **your** `attention_flops` and `attention_bytes`, on the GPU's
+# *measured* roofs (the same copy and matmul probes as above; fp32 with TF32 off, and fp16).
+# The attention timed is the course solution's, unfused like yours.
+#
+# * First plot: the notebook's CPU setting (fp32, the same heads and lengths as your CPU points),
+#   your CPU points and roof next to the GPU's. Same code, same intensities: only the roofs move.
+# * Second plot: a Llama-like layer in fp16, on the GPU's measured roof and its datasheet roof.
+
+# %%
+from course_lib import measured
+
+
+def stored_points(setting):
+    """The stored GPU timings of one setting, placed with your attention_flops and attention_bytes."""
+    rows = []
+    for p in setting["points"]:
+        flops = attention_flops(p["T_q"], p["T_k"], setting["head_dim"], setting["n_heads"])
+        nbytes = attention_bytes(p["T_q"], p["T_k"], setting["head_dim"], setting["bytes_per_elem"],
+                                 setting["n_heads"])
+        rows.append({"phase": p["phase"], "N": p["N"], "time": format_seconds(p["median_s"]),
+                     "spread": f"{p['spread']:.0%}", "FLOPs": flops, "bytes": nbytes,
+                     "intensity (FLOP/B)": arithmetic_intensity(flops, nbytes),
+                     "GFLOP/s": flops / p["median_s"] / 1e9, "GB/s": nbytes / p["median_s"] / 1e9})
+    return pd.DataFrame(rows)
+
+
+GPU_DATA = measured.gpu_roofline()
+print("Measured by the course on", measured.device_label(GPU_DATA["meta"]))
+for _row in GPU_DATA["probes"]:
+    _unit = "TB/s" if _row["unit"] == "B/s" else "TFLOP/s"
+    print(f"  {_row['what']} ({_row['dtype']}): {_row['rate'] / 1e12:.3g} {_unit}, median of {_row['repeats']}")
+GPU_SETTINGS = {setting["dtype"]: setting for setting in GPU_DATA["settings"]}
+gpu_tables = {}
+for _dtype, _setting in GPU_SETTINGS.items():
+    _label, _peak, _bandwidth = measured.roof(GPU_DATA, _dtype)
+    gpu_tables[_dtype] = compare_with_roof(stored_points(_setting), _peak, _bandwidth)
+    print(_setting["label"])
+    display(gpu_tables[_dtype])
+    report(gpu_tables[_dtype], f"{GPU_DATA['meta']['device_name']}, {_dtype}")
+
+# %%
+_name = GPU_DATA["meta"]["device_name"]
+_pts = [(f"N={n:,}", i, g * 1e9, f"{phase}, this CPU") for phase, n, i, g in
+        zip(cpu_points["phase"], cpu_points["N"], cpu_points["intensity (FLOP/B)"], cpu_points["GFLOP/s"], strict=True)]
+_t = gpu_tables["float32"]
+_pts += [(f"N={n:,}", i, g * 1e9, f"{phase}, {_name}") for phase, n, i, g in
+         zip(_t["phase"], _t["N"], _t["intensity (FLOP/B)"], _t["GFLOP/s"], strict=True)]
+ax = plot_roofline([cpu, measured.roof(GPU_DATA, "float32")], _pts, annotate_points=False,
+                   title=f"The same fp32 attention on this CPU and on an {_name} (measured roofs)")
+plt.show()
+
+_t = gpu_tables["float16"]
+_spec = roofline.spec_for_gpu(_name)
+ax = plot_roofline([measured.roof(GPU_DATA, "float16")] + ([_spec] if _spec is not None else []),
+                   roofline_points(_t), title=f"A Llama-like layer (fp16) on an {_name}: measured and datasheet roofs")
+plt.show()
 
 # %% [markdown]
 # **Written answer (3 points).** Look at your measured points. (a) Which side of the CPU's

@@ -142,22 +142,30 @@ def _sci(x: float) -> str:
 
 
 def test_tolerance_text_quotes_the_calibration_report():
-    """The lab says what was measured, with the report's numbers, and that a GPU was not measured."""
+    """The lab says what was measured, with the report's numbers, and on which device."""
     report = (R.ROOT / "docs" / "calibration_lab01.md").read_text()
     m = re.search(r"worst correct implementation \*\*([0-9.e+-]+)\*\* \(([0-9,]+)x below the tolerance\); "
                   r"smallest bug error \*\*([0-9.e+-]+)\*\* \(([0-9,]+)x above it\)", report)
     assert m, "calibration report summary line not found"
     worst, below, bug, above = float(m[1]), m[2], float(m[3]), m[4]
-    tf32 = [float(row.split("|")[4]) for row in report.splitlines()
+    rows = [row.split("|") for row in report.splitlines()
             if row.startswith("| attention") or row.startswith("| forward")][:11]
+    simulated = [float(cells[5]) for cells in rows]
+    measured = re.search(r"TF32 on the GPU, measured: up to \*\*([0-9.e+-]+)\*\*", report)
     text = " ".join(line.removeprefix("# ").strip() for line in LAB.read_text().splitlines())
     assert f"at most ${_sci(worst)}$, {below}x below the tolerance" in text
     assert f"off by at least ${bug:.2f}$, {above}x above it" in text
-    lo, hi = _sci(min(tf32)).split(" \\cdot")[0], _sci(max(tf32))
-    assert f"errors of ${lo}$ to ${hi}$" in text
+    lo, hi = _sci(min(simulated)).split(" \\cdot")[0], _sci(max(simulated))
+    assert f"${lo}$ to ${hi}$" in text
     from tools.variants import lab01_kv_cache as V
 
     words = {9: "nine", 10: "ten", 11: "eleven", 12: "twelve"}
     assert f"{words[len(V.CORRECT)]} correct implementations" in text
-    assert "**Not measured: a GPU.**" in text and "device: cpu" in text
-    assert "Simulated on the CPU" in text
+    meta = R.read_meta()
+    if meta["device"] == "cuda":
+        assert f"made on an **{meta['device_name']} GPU** (`device: cuda`, CUDA {meta['cuda_version']}, TF32 off)" \
+            in text
+        assert measured, "the references are CUDA-made: the report must show TF32 measured on that GPU"
+        assert f"up to ${_sci(float(measured[1]))}$, above the tolerance" in text
+    else:
+        assert "device: cpu" in text and "**Not measured: a GPU.**" in text

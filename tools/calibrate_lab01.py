@@ -2,6 +2,7 @@
 
     python -m tools.calibrate_lab01            # print the report and write docs/calibration_lab01.md
     python -m tools.calibrate_lab01 --check    # exit 1 unless the margins are >= 10x both ways
+    python -m tools.calibrate_lab01 --tf32-refs PATH   # TF32 outputs measured on a GPU (default below)
 
 For every reference in ``source/lab01_kv_cache/ref/lab01_refs.npz`` (attention cases,
 forward logits without and with a cache), it runs
@@ -14,7 +15,12 @@ forward logits without and with a cache), it runs
   repeat vs repeat_interleave, cache not appended, whole buffer, positions restarting at 0),
 
 and reports the relative error norm ``||got - ref|| / ||ref||`` of each, with the tolerance
-the tests use and the margins on both sides. Runs on this machine's CPU.
+the tests use and the margins on both sides. Runs on this machine's CPU: when the references
+were made on a CUDA GPU, every row is an error between machines (this CPU against the GPU).
+
+If the references' GPU run also produced outputs with TF32 on (``bench/gpu_measure.sh`` does,
+into ``docs/benchmarks/gpu_h200/``), their error against the references is reported beside
+the simulated TF32 column: measured, not simulated.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from course_lib import references as R
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "calibration_lab01.md"
+#: Outputs of the same reference run with TF32 on (made by bench/gpu_measure.sh on a GPU).
+TF32_REFS = ROOT / "docs" / "benchmarks" / "gpu_h200" / "lab01_refs_cuda_tf32.npz"
 
 #: The tolerance the notebook's tests use (relative error norm).
 TOLERANCE = 1e-4
@@ -67,11 +75,43 @@ def _maxabs(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(np.asarray(got, np.float64) - np.asarray(ref, np.float64))))
 
 
-def calibrate(ref_path: Path = R.REF_DIR / R.REF_FILE) -> tuple[list[dict], dict]:
-    """Rows of (reference, implementation, kind, rel error, max abs diff) and the ref metadata."""
+def _load_tf32(path: Path | None, refs, meta: dict) -> tuple[dict | None, dict | None]:
+    """The TF32-on outputs of the references' own run (same device, inputs and weights), if any."""
+    if path is None or not path.exists():
+        return None, None
+    tf32_meta = R.read_meta(path)
+    same = all(tf32_meta.get(k) == meta.get(k) for k in ("device_name", "weights_fingerprint", "input_seed",
+                                                         "solution_sha256", "torch_version"))
+    if not (tf32_meta.get("allow_tf32_matmul") and same):
+        print(f"{path}: not a TF32 run of these references; ignored", file=sys.stderr)
+        return None, None
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k.endswith(("/out", "/logits", "/q"))}
+    for key in (k for k in arrays if k.endswith("/q")):  # same inputs, or the comparison means nothing
+        if not np.array_equal(arrays[key], refs[key]):
+            print(f"{path}: its inputs differ from the references'; ignored", file=sys.stderr)
+            return None, None
+    return arrays, tf32_meta
+
+
+def _measured_tf32(label: str, tf32: dict, key: str, refs) -> dict:
+    return {"ref": label, "impl": "TF32 on, measured on the references' GPU (not allowed)", "kind": "tf32 measured",
+            "rel": _rel(tf32[key], refs[key]), "maxabs": _maxabs(tf32[key], refs[key])}
+
+
+def calibrate(ref_path: Path = R.REF_DIR / R.REF_FILE,
+              tf32_path: Path | None = TF32_REFS) -> tuple[list[dict], dict]:
+    """Rows of (reference, implementation, kind, rel error, max abs diff) and the ref metadata.
+
+    The metadata gains ``tf32_measured`` (the TF32 run's metadata) when ``tf32_path`` holds a
+    TF32-on run of the same references.
+    """
     R.set_exact_fp32()
     refs = np.load(ref_path, allow_pickle=False)
     meta = R.read_meta(ref_path)
+    tf32, tf32_meta = _load_tf32(tf32_path, refs, meta)
+    if tf32_meta is not None:
+        meta = {**meta, "tf32_measured": tf32_meta}
     setup, solutions = R.notebook_code()
     variants = R.load_variants()
     mutants = {m["name"]: m for m in variants.MUTANTS}
@@ -97,6 +137,8 @@ def calibrate(ref_path: Path = R.REF_DIR / R.REF_FILE) -> tuple[list[dict], dict
                 got = spaces[name]["attention"](q, k, v, causal=causal).numpy()
             rows.append({"ref": label, "impl": name, "kind": kind, "rel": _rel(got, refs[p + "out"]),
                          "maxabs": _maxabs(got, refs[p + "out"])})
+        if tf32 is not None:
+            rows.append(_measured_tf32(label, tf32, p + "out", refs))
     idx = torch.from_numpy(refs["fwd/idx"])
     schedule = [int(s) for s in refs["fwd/schedule"]]
     for name, (kind, _cells) in impls.items():
@@ -105,6 +147,8 @@ def calibrate(ref_path: Path = R.REF_DIR / R.REF_FILE) -> tuple[list[dict], dict
             full = ns["forward"](ns["model"], idx).numpy()
         rows.append({"ref": f"forward logits {tuple(idx.shape)}, no cache", "impl": name, "kind": kind,
                      "rel": _rel(full, refs["fwd/logits"]), "maxabs": _maxabs(full, refs["fwd/logits"])})
+        if tf32 is not None and name == next(iter(impls)):
+            rows.append(_measured_tf32(f"forward logits {tuple(idx.shape)}, no cache", tf32, "fwd/logits", refs))
         try:
             cached = R.run_forward_schedule(ns, idx, schedule)
             rel, mx = _rel(cached, refs["fwd/logits"]), _maxabs(cached, refs["fwd/logits"])
@@ -123,9 +167,12 @@ def summarise(rows: list[dict]) -> list[dict]:
         correct = max(r["rel"] for r in mine if r["kind"] == "correct")
         bug_errs = [r["rel"] for r in mine if r["kind"] == "bug" and r["rel"] > 1e-6]
         tf32 = [r["rel"] for r in mine if r["kind"] == "tf32"]
+        tf32_gpu = [r["rel"] for r in mine if r["kind"] == "tf32 measured"]
+        solution = [r["rel"] for r in mine if r["kind"] == "correct"][0]
         bug = min(bug_errs) if bug_errs else math.inf
-        out.append({"ref": ref, "worst_correct": correct, "smallest_bug": bug,
+        out.append({"ref": ref, "worst_correct": correct, "smallest_bug": bug, "solution": solution,
                     "tf32": tf32[0] if tf32 else math.nan,
+                    "tf32_measured": tf32_gpu[0] if tf32_gpu else math.nan,
                     "margin_correct": TOLERANCE / correct if correct > 0 else math.inf,
                     "margin_bug": bug / TOLERANCE,
                     "correct_fail_atol_1e-5": sum(1 for r in mine if r["kind"] == "correct" and r["maxabs"] > 1e-5),
@@ -152,35 +199,66 @@ def render(rows: list[dict], summary: list[dict], meta: dict) -> str:
         f"- created {meta['created_utc']}, MiniGPT weights fingerprint `{meta['weights_fingerprint']}`",
         "",
     ]
-    if meta["device"] != "cuda":
+    if meta["device"] == "cuda":
+        lines[-1:-1] = [f"- CUDA {meta['cuda_version']}, driver {meta.get('cuda_driver') or 'not recorded'}, "
+                        f"cuDNN {meta.get('cudnn_version') or 'not recorded'}, Python {meta['python_version']}"]
         lines += [
-            "> **These references were computed on a CPU, not on a CUDA GPU.** No GPU was available when",
-            "> they were made. Every error below is a CPU implementation against a CPU reference on the",
-            "> same machine (different summation orders and kernels). **Not measured:** a GPU against",
-            "> these references. fp32 GPU kernels with TF32 off also differ by rounding order only, so",
-            "> errors of the order of the correct rows are expected, but that is an expectation, not a",
-            "> measurement: regenerate on a GPU with `python -m course_lib.references --device cuda`",
-            "> and rerun this script to measure it. The TF32 rows are *simulated* on the CPU (the matmul",
-            "> operands rounded to TF32's 10-bit mantissa), not measured on a GPU.",
+            f"The references were computed on a CUDA GPU ({meta['device_name']}). This report runs on a CPU,",
+            "so every row below is an error **between machines**: an implementation run here against",
+            "the GPU's output. The column *solution here* is the course's own solution on this CPU: the",
+            "error that only the change of machine causes.",
             "",
         ]
+    else:
+        lines += [
+            "> **These references were computed on a CPU, not on a CUDA GPU.** Every error below is a",
+            "> CPU implementation against a CPU reference on the same machine (different summation",
+            "> orders and kernels). **Not measured:** a GPU against these references: regenerate on a",
+            "> GPU with `python -m course_lib.references --device cuda` and rerun this script.",
+            "",
+        ]
+    measured = meta.get("tf32_measured")
+    if measured:
+        lines += [
+            f"*TF32 measured*: the same reference run repeated on the same GPU with TF32 on "
+            f"(`allow_tf32` true, created {measured['created_utc']}, "
+            "`docs/benchmarks/gpu_h200/lab01_refs_cuda_tf32.npz`), compared with the references: the",
+            "error a GPU with TF32 left on would put into a student's output. *TF32 simulated*: the",
+            "matmul operands rounded to TF32's 10-bit mantissa on this CPU.",
+            "",
+        ]
+    else:
+        lines += ["*TF32 simulated*: the matmul operands rounded to TF32's 10-bit mantissa on this CPU "
+                  "(no TF32 run measured on a GPU).", ""]
     lines += [
         "## Summary per reference",
         "",
-        "| reference | worst correct | smallest bug | TF32 operands (simulated) | margin below tol | margin above tol | correct impls failing `atol=1e-5` |",
-        "|---|---|---|---|---|---|---|",
+        "| reference | solution here | worst correct | smallest bug | TF32 simulated | TF32 measured | "
+        "margin below tol | margin above tol | correct impls failing `atol=1e-5` |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
-        lines.append(f"| {s['ref']} | {s['worst_correct']:.2e} | {s['smallest_bug']:.2e} | {s['tf32']:.2e} | "
-                     f"{s['margin_correct']:,.0f}x | {s['margin_bug']:,.0f}x | "
+        measured_txt = "—" if math.isnan(s["tf32_measured"]) else f"{s['tf32_measured']:.2e}"
+        lines.append(f"| {s['ref']} | {s['solution']:.2e} | {s['worst_correct']:.2e} | {s['smallest_bug']:.2e} | "
+                     f"{s['tf32']:.2e} | {measured_txt} | {s['margin_correct']:,.0f}x | {s['margin_bug']:,.0f}x | "
                      f"{s['correct_fail_atol_1e-5']} of {s['n_correct']} |")
     worst = max(s["worst_correct"] for s in summary)
     best_bug = min(s["smallest_bug"] for s in summary)
+    solution = max(s["solution"] for s in summary)
     lines += [
         "",
         f"Over all references: worst correct implementation **{worst:.2e}** "
         f"({TOLERANCE / worst:,.0f}x below the tolerance); smallest bug error **{best_bug:.2e}** "
-        f"({best_bug / TOLERANCE:,.0f}x above it).",
+        f"({best_bug / TOLERANCE:,.0f}x above it); the solution on this machine against the "
+        f"{meta['device']} references at most **{solution:.2e}**.",
+    ]
+    tf32_measured = [s["tf32_measured"] for s in summary if not math.isnan(s["tf32_measured"])]
+    if tf32_measured:
+        over = sum(1 for e in tf32_measured if e > TOLERANCE)
+        lines.append(f"TF32 on the GPU, measured: up to **{max(tf32_measured):.2e}**; {over} of "
+                     f"{len(tf32_measured)} outputs above the tolerance (the others came out bit-identical "
+                     "to the TF32-off run: for those shapes the GPU's kernels did not use TF32).")
+    lines += [
         "",
         "Bugs that do not change a given output (e.g. a mask that is not offset when `T_q = T_k`, or",
         "`repeat` vs `repeat_interleave` with one KV head) are left out of that reference's minimum;",
@@ -208,14 +286,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="do not write the report; exit 1 on a small margin")
     parser.add_argument("--out", type=Path, default=REPORT)
+    parser.add_argument("--tf32-refs", type=Path, default=TF32_REFS,
+                        help="a TF32-on run of the references (bench/gpu_measure.sh); ignored if absent")
     args = parser.parse_args(argv)
-    rows, meta = calibrate()
+    rows, meta = calibrate(tf32_path=args.tf32_refs)
     summary = summarise(rows)
     text = render(rows, summary, meta)
     ok = all(s["margin_correct"] >= MARGIN and s["margin_bug"] >= MARGIN for s in summary)
     for s in summary:
         print(f"{s['ref']:<60} correct <= {s['worst_correct']:.1e}  bugs >= {s['smallest_bug']:.1e}  "
-              f"TF32 {s['tf32']:.1e}")
+              f"TF32 simulated {s['tf32']:.1e}, measured {s['tf32_measured']:.1e}")
     print("margins >= 10x both ways" if ok else "MARGIN TOO SMALL")
     if not args.check:
         args.out.parent.mkdir(parents=True, exist_ok=True)
