@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed
 # nbgrader runs `alembic` from PATH when it creates the gradebook
 RUN    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python
 
-.PHONY: help demo test lint notebooks release samples autograde report site site-student \
+.PHONY: help demo test test-fast lint notebooks release samples autograde report site site-student \
         references calibrate mutation bench bench-grading bench-sandbox class exchange sysdeps clean
 
 help:
 	@echo "make demo        release the labs, autograde the sample submissions, feedback, grades, solutions site"
-	@echo "make test        the whole test suite (installs what it needs)"
+	@echo "make test        ruff, then the whole test suite (installs what it needs; what CI runs)"
+	@echo "make test-fast   the fast tests only, about half a minute (skips tests marked slow, browser, system)"
 	@echo "make notebooks   rebuild source/<lab>/<lab>.ipynb from labs/<lab>.py"
 	@echo "make release     regenerate release/ from source/"
 	@echo "make references  regenerate Lab 01 reference outputs (DEVICE=cuda on a GPU machine)"
@@ -41,7 +42,13 @@ demo: $(STAMP) sysdeps
 	$(RUN) -m tools.pipeline demo
 
 test: $(STAMP) sysdeps
+	$(BIN)/ruff check .
 	$(RUN) -m pytest
+
+# Leaves out the tests marked slow, browser or system (markers in pyproject.toml): no
+# autograding, whole notebooks, browsers, sandbox or system packages
+test-fast: $(STAMP)
+	$(RUN) -m pytest -m "not slow and not browser and not system"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -71,7 +78,7 @@ site-student: $(STAMP) sysdeps
 
 DEVICE ?= cpu
 references: $(STAMP)
-	$(RUN) -m course_lib.references --device $(DEVICE)
+	$(RUN) -m tools.references --device $(DEVICE)
 
 mutation: $(STAMP)
 	$(RUN) -m tools.mutation --all
@@ -99,4 +106,4 @@ exchange: $(STAMP)
 
 clean:
 	-$(RUN) -m tools.classroom clean
-	rm -rf autograded/*/ feedback/ build/ logs/ gradebook.db grades.csv report.html integrity_holds.json integrity_verdicts.json autograde_runs.json
+	rm -rf autograded/*/ feedback/ build/ logs/ gradebook.db grades.csv nbgrader_export.csv report.html integrity_holds.json integrity_verdicts.json autograde_runs.json

@@ -64,7 +64,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "course_lib.nbgrader_ext.CapOutputSize",
+    "tools.feedback.CapOutputSize",
     "tools.verdict_step.CourseVerdict",
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
@@ -73,12 +73,17 @@ c.Autograde.autograde_preprocessors = [
 c.Autograde.post_convert_hook = "tools.pipeline.integrity_hook"
 
 # Feedback must not show the hidden tests, nor anything graded code printed while or after
-# they ran (tools/sandbox.py: StripHiddenTestOutput), nor files of the graded folder such as the
+# they ran (tools/feedback.py: StripHiddenTestOutput), nor files of the graded folder such as the
 # reference outputs in ref/ (clean_feedback_folder keeps only the HTML pages).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-    "tools.sandbox.StripHiddenTestOutput",
+    "tools.feedback.StripHiddenTestOutput",
     "nbgrader.preprocessors.ClearHiddenTests",
 ]
-c.GenerateFeedback.post_convert_hook = "tools.sandbox.clean_feedback_folder"
+c.GenerateFeedback.post_convert_hook = "tools.feedback.clean_feedback_folder"
+
+# `nbgrader export` writes grades.csv by default, which would overwrite the course's own grades
+# file (`make report`: autograded, hand-graded and total points, named mistakes, integrity).
+# nbgrader's export goes to its own file instead; `nbgrader export --to FILE` still chooses.
+c.ExportPlugin.to = "nbgrader_export.csv"

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-from tools import classroom  # noqa: E402
+from tools import classroom, layout  # noqa: E402
 from tools.samples import available_labs  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def _cell_times(course: Path, lab: str, students: list[str]) -> dict[str, float]
                                     "answer cells": [], "other cells": [],
                                     "verdict (grader fork + student process, every test)": []}
     for student in students:
-        path = course / "autograded" / student / lab / f"{lab}.ipynb"
+        path = layout.autograded_notebook(student, lab, course)
         if not path.exists():
             continue
         nb = nbformat.read(path, as_version=4)

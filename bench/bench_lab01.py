@@ -11,7 +11,7 @@ Prints three tables. The first, for each context length S:
 
 * ``cached``: time of one decode step (one new token, S tokens already in the KV cache) of the
   course's reference solution (the solution cells of the Lab 01 notebook, via
-  ``course_lib.references.load_solution``), median of ``--repeats`` runs of ``--new-tokens`` steps;
+  ``tools.references.load_solution``), median of ``--repeats`` runs of ``--new-tokens`` steps;
 * ``uncached``: time of one forward pass over all S+1 tokens (what a step costs without a cache);
 * ``speedup`` = uncached / cached, beside the FLOP-predicted speedup;
 * ``HF cached``: Hugging Face transformers' ``LlamaForCausalLM.generate(use_cache=True)`` with the
@@ -51,10 +51,10 @@ import math  # noqa: E402
 
 from course_lib.e2e import ForwardShape, fit_step_cost  # noqa: E402
 from course_lib.minigpt import count_params  # noqa: E402
-from course_lib.references import device_meta, load_solution, set_exact_fp32  # noqa: E402
 from course_lib.specs import MINIGPT  # noqa: E402
 from course_lib.specs import model as model_spec  # noqa: E402
 from course_lib.timing import format_seconds  # noqa: E402
+from tools.references import device_meta, load_solution, set_exact_fp32  # noqa: E402
 
 
 def _sync(device: str) -> None:

@@ -32,8 +32,8 @@ step() {  # step NAME COMMAND...: run, log, and report the exit status without s
 }
 
 { date -u; nvidia-smi || true; "$py" -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'numpy', numpy.__version__)"; } >>"$log" 2>&1
-step references "$py" -m course_lib.references --device "$device" --out "$out/ref"
-step references-tf32 "$py" -m course_lib.references --device "$device" --tf32 --out "$out/tf32"
+step references "$py" -m tools.references --device "$device" --out "$out/ref"
+step references-tf32 "$py" -m tools.references --device "$device" --tf32 --out "$out/tf32"
 step roofline "$py" bench/gpu_roofline.py --device "$device" --out "$out/gpu_roofline.json" ${ROOFLINE_ARGS:-}
 step bench-lab01 bash -c "'$py' bench/bench_lab01.py --device '$device' ${BENCH_ARGS:---e2e-lengths 128 1024 10000} \
     --json '$out/gpu_lab01_bench.json' | tee '$out/bench_lab01_cuda.txt'"

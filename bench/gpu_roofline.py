@@ -30,8 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from course_lib import roofline  # noqa: E402
-from course_lib.references import device_meta, notebook_code, set_exact_fp32  # noqa: E402
-from course_lib.timing import measure  # noqa: E402
+from tools.references import device_meta, notebook_code, set_exact_fp32  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB02_SOURCE = ROOT / "source" / "lab02_roofline" / "lab02_roofline.ipynb"
@@ -61,24 +60,12 @@ def probe_row(probe: roofline.Probe) -> dict:
 
 def attention_points(attention, device: str, dtype, n_heads: int, head_dim: int, prefill: list[int],
                      decode: list[int], repeats: int) -> list[dict]:
-    rows = []
-    gen = torch.Generator(device=device).manual_seed(0)
-    for phase, lengths in (("prefill", prefill), ("decode", decode)):
-        for n in lengths:
-            n_q = n if phase == "prefill" else 1
-            q = torch.randn(1, n_heads, n_q, head_dim, generator=gen, device=device, dtype=dtype)
-            k = torch.randn(1, n_heads, n, head_dim, generator=gen, device=device, dtype=dtype)
-            v = torch.randn(1, n_heads, n, head_dim, generator=gen, device=device, dtype=dtype)
-            with torch.inference_mode():
-                timing = measure(lambda q=q, k=k, v=v: attention(q, k, v, causal=True), repeats=repeats,
-                                 warmup=2, device=device)
-            rows.append({"phase": phase, "N": n, "T_q": n_q, "T_k": n, "median_s": timing.median,
-                         "min_s": timing.minimum, "spread": timing.spread, "repeats": timing.repeats})
-            print(f"  {phase} N={n:,}: {timing.median * 1e3:.3f} ms", file=sys.stderr, flush=True)
-            del q, k, v
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
-    return rows
+    timed = roofline.time_attention(attention, device=device, dtype=dtype, n_heads=n_heads, head_dim=head_dim,
+                                    prefill_lengths=prefill, decode_lengths=decode, repeats=repeats, warmup=2)
+    for t in timed:
+        print(f"  {t.phase} N={t.n:,}: {t.timing.median * 1e3:.3f} ms", file=sys.stderr, flush=True)
+    return [{"phase": t.phase, "N": t.n, "T_q": t.t_q, "T_k": t.t_k, "median_s": t.timing.median,
+             "min_s": t.timing.minimum, "spread": t.timing.spread, "repeats": t.timing.repeats} for t in timed]
 
 
 def main(argv: list[str] | None = None) -> int:

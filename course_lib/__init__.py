@@ -9,10 +9,10 @@ One module per concern:
 - ``timing``    timers with repeats, medians and progress bars
 - ``plotting``  latency and roofline plots
 - ``roofline``  probes of this machine's memory bandwidth and matmul peak (Lab 02)
-- ``references`` regenerates Lab 01's reference outputs (``python -m course_lib.references``)
 - ``measured``  GPU measurements made once for the course (``data/``), with the device they ran on
 
-It holds helpers, never the answers students must write.
+It holds helpers, never the answers students must write, and nothing only instructors run
+(reference generation, grading: ``tools/``).
 """
 
 __version__ = "0.1.0"

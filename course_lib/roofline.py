@@ -128,6 +128,19 @@ def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def _probe_array(n_bytes: int | None, repeats: int, device: str, dtype: Any) -> tuple[Any, Any]:
+    """The bandwidth probes' array: ``n_bytes`` (default by device) of ones, checked arguments."""
+    import torch
+
+    if n_bytes is None:
+        n_bytes = GPU_COPY_BYTES if "cuda" in str(device) else CPU_COPY_BYTES
+    _check_positive_int("n_bytes", n_bytes)
+    _check_positive_int("repeats", repeats)
+    tdtype = _torch_dtype(dtype)
+    elem = torch.empty((), dtype=tdtype).element_size()
+    return torch.ones(max(1, n_bytes // elem), dtype=tdtype, device=device), tdtype
+
+
 def measure_bandwidth(n_bytes: int | None = None, repeats: int = 5, device: str = "cpu",
                       dtype: Any = "fp32") -> Probe:
     """Memory bandwidth from a large copy ``dst.copy_(src)``, counting bytes read + written.
@@ -139,14 +152,8 @@ def measure_bandwidth(n_bytes: int | None = None, repeats: int = 5, device: str 
     """
     import torch
 
-    if n_bytes is None:
-        n_bytes = GPU_COPY_BYTES if "cuda" in str(device) else CPU_COPY_BYTES
-    _check_positive_int("n_bytes", n_bytes)
-    _check_positive_int("repeats", repeats)
-    tdtype = _torch_dtype(dtype)
-    elem = torch.empty((), dtype=tdtype).element_size()
-    n = max(1, n_bytes // elem)
-    src = torch.ones(n, dtype=tdtype, device=device)
+    src, tdtype = _probe_array(n_bytes, repeats, device, dtype)
+    n, elem = src.numel(), src.element_size()
     dst = torch.empty_like(src)
     timing = measure(lambda: dst.copy_(src), repeats=repeats, warmup=1, device=device)
     moved = 2 * n * elem
@@ -161,16 +168,8 @@ def measure_read_bandwidth(n_bytes: int | None = None, repeats: int = 5, device:
     For comparison with :func:`measure_bandwidth`: streaming reads avoid the
     write-allocate traffic of a copy, so this is usually somewhat higher.
     """
-    import torch
-
-    if n_bytes is None:
-        n_bytes = GPU_COPY_BYTES if "cuda" in str(device) else CPU_COPY_BYTES
-    _check_positive_int("n_bytes", n_bytes)
-    _check_positive_int("repeats", repeats)
-    tdtype = _torch_dtype(dtype)
-    elem = torch.empty((), dtype=tdtype).element_size()
-    n = max(1, n_bytes // elem)
-    src = torch.ones(n, dtype=tdtype, device=device)
+    src, tdtype = _probe_array(n_bytes, repeats, device, dtype)
+    n, elem = src.numel(), src.element_size()
     timing = measure(lambda: src.sum(), repeats=repeats, warmup=1, device=device)
     return Probe("read bandwidth (sum)", float(n * elem), "B/s", timing, str(device),
                  _dtype_name(tdtype))
@@ -199,6 +198,49 @@ def measure_matmul_peak(n: int | None = None, repeats: int = 5, device: str = "c
     timing = measure(lambda: torch.matmul(a, b, out=out), repeats=repeats, warmup=1, device=device)
     return Probe(f"matmul {n}x{n}x{n}", float(2 * n**3), "FLOP/s", timing, str(device),
                  _dtype_name(tdtype))
+
+
+@dataclass(frozen=True)
+class AttentionTiming:
+    """One timed call of an attention function: ``T_q`` queries over ``T_k = N`` keys."""
+
+    phase: str  # "prefill" (T_q = N) or "decode" (T_q = 1)
+    n: int
+    t_q: int
+    t_k: int
+    timing: Timing
+
+
+def time_attention(attention: Any, *, device: str, dtype: Any, n_heads: int, head_dim: int,
+                   prefill_lengths: list[int], decode_lengths: list[int], repeats: int = 5,
+                   warmup: int = 1, seed: int = 0) -> list[AttentionTiming]:
+    """Time ``attention(q, k, v, causal=True)`` for one sequence of ``n_heads`` heads.
+
+    Prefill: ``T_q = T_k = N`` for each N of ``prefill_lengths``; decode: ``T_q = 1``,
+    ``T_k = N`` for each N of ``decode_lengths``. Random normal inputs in ``dtype`` on
+    ``device``, median of ``repeats`` calls after ``warmup`` (the GPU synchronised around each).
+    Only times: counting the FLOPs and bytes of each call is Lab 02's task.
+    """
+    import torch
+
+    for name, value in (("n_heads", n_heads), ("head_dim", head_dim), ("repeats", repeats)):
+        _check_positive_int(name, value)
+    tdtype = _torch_dtype(dtype)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    for phase, lengths in (("prefill", prefill_lengths), ("decode", decode_lengths)):
+        for n in lengths:
+            _check_positive_int("sequence length", n)
+            n_q = n if phase == "prefill" else 1
+            q = torch.randn(1, n_heads, n_q, head_dim, generator=gen, device=device, dtype=tdtype)
+            k = torch.randn(1, n_heads, n, head_dim, generator=gen, device=device, dtype=tdtype)
+            v = torch.randn(1, n_heads, n, head_dim, generator=gen, device=device, dtype=tdtype)
+            with torch.inference_mode():
+                timing = measure(lambda q=q, k=k, v=v: attention(q, k, v, causal=True), repeats=repeats,
+                                 warmup=warmup, device=device)
+            out.append(AttentionTiming(phase, n, n_q, n, timing))
+            del q, k, v
+    return out
 
 
 def measure_machine(device: str = "cpu", dtype: Any = "fp32", repeats: int = 5,

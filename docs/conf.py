@@ -19,7 +19,8 @@ html_title = project + (" — student edition" if STUDENT else " — solutions")
 extensions = ["myst_nb"]
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "**/ref/**", "README.md", "screenshots"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "**/ref/**", "README.md", "architecture.md", "screenshots",
+                    "benchmarks"]
 
 # tools/site.py executes the notebooks itself (cached, cwd = source/<lab>), so MyST-NB never does.
 nb_execution_mode = "off"

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.grading import AnswerError, check_tensor, check_tokens, rel_error
+from course_lib.grading import TENSOR_RTOL, AnswerError, check_tensor, check_tokens, rel_error
 from course_lib.minigpt import count_params, decode, encode, load_minigpt
 from course_lib.specs import MINIGPT
 from course_lib.timing import format_seconds, is_autograding, measure, progress
@@ -253,7 +253,7 @@ def _visible_attention_tests():
     v = torch.randn(1, 2, 5, 8)
     k_equal = torch.randn(1, 2, 1, 8).expand(1, 2, 5, 8)  # equal keys: uniform weights
     check_tensor(attention(torch.randn(1, 2, 3, 8), k_equal, v, causal=False),
-                 v.mean(dim=2, keepdim=True).expand(1, 2, 3, 8), rtol=1e-4,
+                 v.mean(dim=2, keepdim=True).expand(1, 2, 3, 8), rtol=TENSOR_RTOL,
                  call="attention(q, k_all_equal, v, causal=False)")
 
 _visible_error = None
@@ -293,7 +293,7 @@ for _i in range(_n_cases):
         _got = attention(_q, _k, _v, causal=_causal)
     if not (torch.equal(_q, _q0) and torch.equal(_k, _k0) and torch.equal(_v, _v0)):
         raise AnswerError(f"{_call} modified its inputs in place; work on new tensors")
-    check_tensor(_got, _refs[_p + "out"], call=_call, rtol=1e-4, known=_known, dtype=torch.float32,
+    check_tensor(_got, _refs[_p + "out"], call=_call, rtol=TENSOR_RTOL, known=_known, dtype=torch.float32,
                  axes=("batch", "head", "query", "dim"),
                  shape_mistakes={(_B, _Hkv, _Tq, _D): "returned H_kv heads: each KV head serves "
                                  "H // H_kv query heads, and the output has one head per query head",
@@ -717,12 +717,12 @@ def _visible_forward_tests():
                               f"expected logits of shape (2, 12, 256)")
         cache = KVCache(L, 2, H_kv, 16, D)
         parts = [forward(model, idx[:, :8], cache)] + [forward(model, idx[:, t:t + 1], cache) for t in range(8, 12)]
-    check_tensor(parts[0], full[:, :8], call="forward(model, idx[:, :8], empty_cache) (prefill)", rtol=1e-4,
+    check_tensor(parts[0], full[:, :8], call="forward(model, idx[:, :8], empty_cache) (prefill)", rtol=TENSOR_RTOL,
                  axes=("batch", "position", "vocab"))
     if cache.seq_len(0) != 12:
         raise AnswerError(f"after a prefill of 8 tokens and 4 decode steps the cache holds {cache.seq_len(0)} "
                           f"positions in layer 0, expected 12: is every layer's k, v appended?")
-    check_tensor(torch.cat(parts, dim=1), full, rtol=1e-4, axes=("batch", "position", "vocab"),
+    check_tensor(torch.cat(parts, dim=1), full, rtol=TENSOR_RTOL, axes=("batch", "position", "vocab"),
                  call="forward with a cache (prefill 8 tokens, then 4 decode steps)")
     print("Visible tests passed: cached and uncached logits agree.")
 
@@ -763,7 +763,7 @@ _known_uncached = {lab: _refs["fwd/bug_uncached/" + n] for n, lab in _FWD_BUGS.i
 with torch.no_grad(), warnings.catch_warnings():
     warnings.simplefilter("ignore")
     _got = forward(model, _idx)
-check_tensor(_got, _ref_logits, call=f"forward(model, idx{tuple(_idx.shape)}) without a cache", rtol=1e-4,
+check_tensor(_got, _ref_logits, call=f"forward(model, idx{tuple(_idx.shape)}) without a cache", rtol=TENSOR_RTOL,
              known=_known_uncached, axes=("batch", "position", "vocab"), dtype=torch.float32)
 _schedule = [int(s) for s in _refs["fwd/schedule"]]
 _cache = KVCache(L, _B, H_kv, int(_refs["fwd/capacity"]), D)  # room to spare: overflow is graded in Part 2
@@ -778,7 +778,7 @@ with torch.no_grad(), warnings.catch_warnings():
                               f"raised {type(_exc).__name__}: {_exc}") from None
         _t += _n
 _cache_call = f"forward with a cache, chunks of {_schedule} tokens, logits concatenated"
-check_tensor(torch.cat(_parts, dim=1), _ref_logits, call=_cache_call, rtol=1e-4,
+check_tensor(torch.cat(_parts, dim=1), _ref_logits, call=_cache_call, rtol=TENSOR_RTOL,
              known=_known, axes=("batch", "position", "vocab"))
 if _cache.seq_len(0) != _T or _cache.seq_len(L - 1) != _T:
     raise AnswerError(f"after forward over {_T} tokens the cache holds {_cache.seq_len(0)} (layer 0) and "

@@ -62,7 +62,7 @@ from course_lib import roofline
 from course_lib.grading import AnswerError, check_int, check_real, describe_call, expect_error
 from course_lib.plotting import new_axes, plot_intensity_vs_length, plot_roofline
 from course_lib.specs import hardware, hardware_table, model
-from course_lib.timing import format_seconds, is_autograding, measure
+from course_lib.timing import format_seconds, is_autograding
 from course_lib.units import GB, GiB
 
 pd.set_option("display.width", 140)
@@ -1286,24 +1286,20 @@ if not GRADING:  # for comparison only; skipped while grading to save time
 def measure_attention_points(device, dtype, bytes_per_elem, n_heads, head_dim, prefill_lengths,
                              decode_lengths, repeats):
     """Time attention() for prefill (T_q = T_k = N) and decode (T_q = 1, T_k = N); one row per point."""
-    rows = []
-    gen = torch.Generator(device=device).manual_seed(0)
-    for phase, lengths in (("prefill", prefill_lengths), ("decode", decode_lengths)):
-        for n in lengths:
-            n_q = n if phase == "prefill" else 1
-            q = torch.randn(1, n_heads, n_q, head_dim, generator=gen, device=device, dtype=dtype)
-            k = torch.randn(1, n_heads, n, head_dim, generator=gen, device=device, dtype=dtype)
-            v = torch.randn(1, n_heads, n, head_dim, generator=gen, device=device, dtype=dtype)
-            with torch.inference_mode():
-                timing = measure(lambda q=q, k=k, v=v: attention(q, k, v, causal=True), repeats=repeats,
-                                 warmup=1, device=device)
-            flops = attention_flops(n_q, n, head_dim, n_heads)
-            nbytes = attention_bytes(n_q, n, head_dim, bytes_per_elem, n_heads)
-            rows.append({"phase": phase, "N": n, "time": format_seconds(timing.median),
-                         "spread": f"{timing.spread:.0%}", "FLOPs": flops, "bytes": nbytes,
-                         "intensity (FLOP/B)": arithmetic_intensity(flops, nbytes),
-                         "GFLOP/s": flops / timing.median / 1e9, "GB/s": nbytes / timing.median / 1e9})
-    return pd.DataFrame(rows)
+    timed = roofline.time_attention(attention, device=device, dtype=dtype, n_heads=n_heads, head_dim=head_dim,
+                                    prefill_lengths=prefill_lengths, decode_lengths=decode_lengths,
+                                    repeats=repeats)
+    return pd.DataFrame([point_row(t.phase, t.n, t.t_q, t.t_k, t.timing.median, t.timing.spread, n_heads,
+                                   head_dim, bytes_per_elem) for t in timed])
+
+
+def point_row(phase, n, t_q, t_k, seconds, spread, n_heads, head_dim, bytes_per_elem):
+    """One measured point, counted with your attention_flops and attention_bytes."""
+    flops = attention_flops(t_q, t_k, head_dim, n_heads)
+    nbytes = attention_bytes(t_q, t_k, head_dim, bytes_per_elem, n_heads)
+    return {"phase": phase, "N": n, "time": format_seconds(seconds), "spread": f"{spread:.0%}",
+            "FLOPs": flops, "bytes": nbytes, "intensity (FLOP/B)": arithmetic_intensity(flops, nbytes),
+            "GFLOP/s": flops / seconds / 1e9, "GB/s": nbytes / seconds / 1e9}
 
 
 def compare_with_roof(points, peak, bandwidth):
@@ -1394,16 +1390,9 @@ from course_lib import measured
 
 def stored_points(setting):
     """The stored GPU timings of one setting, placed with your attention_flops and attention_bytes."""
-    rows = []
-    for p in setting["points"]:
-        flops = attention_flops(p["T_q"], p["T_k"], setting["head_dim"], setting["n_heads"])
-        nbytes = attention_bytes(p["T_q"], p["T_k"], setting["head_dim"], setting["bytes_per_elem"],
-                                 setting["n_heads"])
-        rows.append({"phase": p["phase"], "N": p["N"], "time": format_seconds(p["median_s"]),
-                     "spread": f"{p['spread']:.0%}", "FLOPs": flops, "bytes": nbytes,
-                     "intensity (FLOP/B)": arithmetic_intensity(flops, nbytes),
-                     "GFLOP/s": flops / p["median_s"] / 1e9, "GB/s": nbytes / p["median_s"] / 1e9})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([point_row(p["phase"], p["N"], p["T_q"], p["T_k"], p["median_s"], p["spread"],
+                                   setting["n_heads"], setting["head_dim"], setting["bytes_per_elem"])
+                         for p in setting["points"]])
 
 
 GPU_DATA = measured.gpu_roofline()

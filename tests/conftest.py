@@ -36,10 +36,11 @@ def graded_course(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium driven by Playwright (tools/browser.py); never a downloaded browser."""
-    from tools import browser as B
+    """Debian's Chromium driven by Playwright (tests/browser_support.py); never a downloaded browser."""
+    import browser_support as B
 
     if B.chromium_path() is None:
         pytest.fail("Chromium is not installed: run `bash tools/install_system_deps.sh`")
     with B.chromium() as br:
         yield br
+

@@ -41,6 +41,7 @@ def parallel(klass, serial):
     return outcomes, classroom.results(course)
 
 
+@pytest.mark.slow
 def test_generator_and_expected_scores(klass):
     course, students = klass
     points = classroom.test_points(course, LAB)
@@ -74,6 +75,7 @@ def test_generator_and_expected_scores(klass):
     assert manifest["labs"][LAB]["max"] == full and len(manifest["labs"][LAB]["students"]) == 6
 
 
+@pytest.mark.slow
 def test_bad_arguments(klass):
     course, _ = klass
     with pytest.raises(ValueError, match="n must be"):
@@ -94,6 +96,7 @@ def test_shares_are_disjoint_and_complete():
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
+@pytest.mark.slow
 def test_serial_sqlite_grades_as_expected(klass, serial):
     course, students = klass
     outcomes, rows = serial
@@ -108,6 +111,8 @@ def test_serial_sqlite_grades_as_expected(klass, serial):
     assert not wrong.as_expected and classroom.mismatches([wrong])
 
 
+@pytest.mark.slow
+@pytest.mark.system
 def test_two_workers_on_postgres_give_the_serial_grades(klass, serial, parallel):
     course, _ = klass
     outcomes, rows = parallel
@@ -121,6 +126,8 @@ def test_two_workers_on_postgres_give_the_serial_grades(klass, serial, parallel)
         assert (r.status.split(":")[0], r.score, r.cells) == (s.status.split(":")[0], s.score, s.cells), r.student
 
 
+@pytest.mark.slow
+@pytest.mark.system
 def test_resume_skips_up_to_date_and_regrades_stale(klass, parallel):
     course, students = klass
     again = classroom.grade(course, workers=2, db="postgres", progress=False)
@@ -140,6 +147,8 @@ def test_resume_skips_up_to_date_and_regrades_stale(klass, parallel):
     assert stamp == "2026-11-21 09:00:00.000000 UTC"
 
 
+@pytest.mark.slow
+@pytest.mark.system
 def test_report_html_csv_and_feedback(klass, parallel):
     course, students = klass
     rows = classroom.report(course, feedback=True, verbose=False)

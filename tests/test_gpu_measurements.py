@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from course_lib import measured
-from course_lib import references as R
 from tools import calibrate_lab01 as C
+from tools import references as R
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,6 +88,7 @@ def test_calibration_uses_only_a_real_tf32_run_of_the_same_references():
     assert max(errors) > C.TOLERANCE, "TF32 on the GPU broke the tolerance when measured; the lab says so"
 
 
+@pytest.mark.slow
 def test_tf32_reference_run_really_has_tf32_on(tmp_path):
     """The notebook's setup cell switches TF32 off; a --tf32 run must switch it on after it."""
     _, meta = R.make_references("cpu", with_bugs=False, log=lambda _m: None, tf32=True)
@@ -98,6 +99,7 @@ def test_tf32_reference_run_really_has_tf32_on(tmp_path):
         R.main(["--tf32"])  # never into the course's reference folder
 
 
+@pytest.mark.slow
 def test_gpu_measure_script_runs_and_returns_what_the_device_sends_back(tmp_path):
     """A CPU dry run on tiny sizes: every step succeeds and at most 8 files come back."""
     env = {**os.environ, "DEVICE": "cpu", "PYTHON": sys.executable, "ROOFLINE_ARGS": "--quick --repeats 1",

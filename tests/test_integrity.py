@@ -69,6 +69,7 @@ def attacked_course(tmp_path_factory):
     return root, runs, plain, rows
 
 
+@pytest.mark.slow
 def test_nbgrader_s_own_score_already_holds_no_attack_above_the_honest_one(attacked_course):
     """The hidden tests run only in the verdict, inside nbgrader's autograde: before any hold of
     the integrity check, no attack scores more than the same wrong answers without the attack."""
@@ -79,6 +80,7 @@ def test_nbgrader_s_own_score_already_holds_no_attack_above_the_honest_one(attac
     assert not over, (honest, over)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", [a["name"] for a in tamper.TAMPER])
 def test_tampering_gets_no_credit_and_is_flagged(attacked_course, attack):
     root, _, _, rows = attacked_course
@@ -92,6 +94,7 @@ def test_tampering_gets_no_credit_and_is_flagged(attacked_course, attack):
         assert gb.find_submission(LAB, f"tamper-{attack}").score == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", ["solution", "correct-loops"])
 def test_honest_work_is_not_flagged(attacked_course, student):
     _, _, _, rows = attacked_course
@@ -99,6 +102,7 @@ def test_honest_work_is_not_flagged(attacked_course, student):
     assert row.auto_score == row.auto_max and not row.integrity.startswith("HELD"), row.integrity
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(tamper.BROKEN))
 def test_broken_submissions_are_reported_not_fatal(attacked_course, name):
     root, runs, _, rows = attacked_course
@@ -115,6 +119,7 @@ def test_broken_submissions_are_reported_not_fatal(attacked_course, name):
         assert (root / "submitted" / f"broken-{name}" / LAB / f"{LAB}.ipynb").exists()
 
 
+@pytest.mark.slow
 def test_infinite_loop_is_interrupted_and_the_rest_graded(attacked_course):
     root, _, _, rows = attacked_course
     row = rows["broken-infinite-loop"]
@@ -125,6 +130,7 @@ def test_infinite_loop_is_interrupted_and_the_rest_graded(attacked_course):
     assert all("kv_cache_bytes" in errors[t] for t in row.failed_tests), errors
 
 
+@pytest.mark.slow
 def test_huge_output_is_capped(attacked_course):
     root, _, _, rows = attacked_course
     assert rows["broken-huge-output"].auto_score == rows["broken-huge-output"].auto_max
@@ -132,6 +138,7 @@ def test_huge_output_is_capped(attacked_course):
     assert size < 5_000_000, size
 
 
+@pytest.mark.slow
 def test_regrading_is_idempotent(attacked_course):
     root, _, _, rows = attacked_course
     pairs = [("solution", LAB), ("broken-os-exit", LAB), ("tamper-rebind-checker", LAB)]
@@ -181,6 +188,7 @@ def test_honest_answers_are_not_flagged(lab, variant):
         assert not tamper, tamper
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lab", __import__("tools.samples", fromlist=["x"]).available_labs())
 def test_the_verdict_passes_the_solution(lab, tmp_path):
     from tools.samples import fill, solution_code
@@ -198,6 +206,7 @@ def test_the_verdict_passes_the_solution(lab, tmp_path):
     assert result.tests and all(result.passed().values()), result
 
 
+@pytest.mark.slow
 def test_a_verdict_that_cannot_be_computed_holds_the_points(graded_course, tmp_path, monkeypatch):
     """A verdict that cannot be computed (its process fails) fails every test, with the reason,
     and the integrity check holds the submission for review; an autograded notebook without a

@@ -80,6 +80,8 @@ def cli_course(tmp_path_factory):
     return root, autograde, feedback
 
 
+@pytest.mark.slow
+@pytest.mark.system
 @needs_bwrap
 def test_nbgrader_autograde_uses_the_sandbox_and_the_integrity_check(cli_course):
     root, autograde, _ = cli_course
@@ -102,6 +104,8 @@ def test_nbgrader_autograde_uses_the_sandbox_and_the_integrity_check(cli_course)
     assert max_score > 0
 
 
+@pytest.mark.slow
+@pytest.mark.system
 @needs_bwrap
 def test_nbgrader_generate_feedback_strips_and_cleans(cli_course):
     root, _, feedback = cli_course
@@ -114,6 +118,8 @@ def test_nbgrader_generate_feedback_strips_and_cleans(cli_course):
     assert "BEGIN HIDDEN TESTS" not in page
 
 
+@pytest.mark.slow
+@pytest.mark.system
 @needs_bwrap
 def test_a_later_change_of_a_graded_notebook_is_reported(cli_course, capsys):
     root, _, _ = cli_course
@@ -140,6 +146,8 @@ def test_a_later_change_of_a_graded_notebook_is_reported(cli_course, capsys):
 
 
 # ---- a verdict that is killed, one that must look like the real run -----------------------------
+@pytest.mark.slow
+@pytest.mark.system
 @needs_bwrap
 def test_a_verdict_killed_by_the_answer_holds_the_points(tmp_path_factory):
     root = _scratch(tmp_path_factory, "killer")
@@ -178,6 +186,8 @@ def kv_bytes_per_token(*args, **kwargs):
 '''
 
 
+@pytest.mark.slow
+@pytest.mark.system
 @needs_bwrap
 def test_the_verdict_looks_like_the_graded_run(tmp_path_factory):
     """An answer that is right only in nbgrader's run (environment, folder, HOME, files) is also

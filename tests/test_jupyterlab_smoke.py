@@ -1,7 +1,7 @@
 """JupyterLab smoke test: the notebooks as a student opens them, in a real browser.
 
 JupyterLab is started from this venv on 127.0.0.1 with a token (per-run configuration, no news
-prompt) and driven in Debian's headless Chromium (tools/browser.py). For each lab:
+prompt) and driven in Debian's headless Chromium (tests/browser_support.py). For each lab:
 
 - the RELEASE notebook (what students get): Run All, going on below each error as a student
   would. course_lib imports; every ``YOUR CODE HERE`` stub raises NotImplementedError; every
@@ -27,10 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import browser_support as B
 import nbformat
 import pytest
 
-from tools import browser as B
 from tools.site import RELEASE_DIR, ROOT, SOURCE_DIR, discover_labs, release_from_source
 
 LABS, MISSING = discover_labs(SOURCE_DIR)
@@ -127,6 +127,8 @@ def test_helpers_read_tracebacks() -> None:
     assert exception_name("100%|██████| 10/10 [00:01<00:00]") == ""
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.parametrize("lab", LABS)
 def test_release_notebook_in_jupyterlab(lab: str, browser: Any, jupyter: B.JupyterLab) -> None:
     t0 = time.perf_counter()
@@ -227,6 +229,8 @@ def _finish(driver: Any, watch: Any, rel: str, shot: str, problems: list[str]) -
     assert not problems, f"{rel} in JupyterLab:\n- " + "\n- ".join(problems)
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.parametrize("lab", LABS)
 def test_source_notebook_in_jupyterlab(lab: str, browser: Any, jupyter: B.JupyterLab) -> None:
     t0 = time.perf_counter()

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from course_lib import e2e, timing
-from course_lib import references as R
 from course_lib.minigpt import load_minigpt
 from course_lib.specs import MINIGPT
+from tools import references as R
 
 LAB = R.ROOT / "labs" / "lab01_kv_cache.py"
 

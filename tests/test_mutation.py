@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tools import mutation
 from tools.samples import available_labs
 
 
+@pytest.mark.slow
 def test_mutation_subset():
     results = mutation.run(available_labs(), everything=False, verbose=False)
     print(mutation.format_matrix(results))

@@ -43,6 +43,7 @@ def _errors(nb):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lab", available_labs())
 def test_source_notebook_passes_all_its_tests(lab):
     nb = _execute(ROOT / "source" / lab / f"{lab}.ipynb", ROOT / "source" / lab)

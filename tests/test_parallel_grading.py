@@ -19,6 +19,9 @@ import pytest
 from tools import classroom, pipeline
 from tools.samples import ROOT, write_samples
 
+# real nbgrader on every sample submission, and a PostgreSQL server (Debian package)
+pytestmark = [pytest.mark.slow, pytest.mark.system]
+
 TAMPERED = ("tamper-rebind-checker", "tamper-input-transformer")
 
 
@@ -103,9 +106,10 @@ def test_class_report_content(parallel_course):
     assert "<td>broken-invalid-json</td>" in text.split("id='problems'")[1]
 
 
+@pytest.mark.browser
 def test_class_report_in_a_browser(parallel_course, browser):
     """The report opens in Chromium: every figure decodes, nothing errors or leaves the machine."""
-    from tools import browser as B
+    import browser_support as B
 
     root, _, _, _ = parallel_course
     with B.serve_directory(root) as base:

@@ -18,24 +18,29 @@ def _row(rows, student, lab):
     return matches[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lab", available_labs())
 def test_solution_gets_every_autograded_point(graded_course, lab):
     _, rows, _ = graded_course
     row = _row(rows, "solution", lab)
-    assert row.status == "graded", row.status
+    # its written answers wait for hand grading in the formgrader: listed, counted as nothing yet
+    assert row.status == f"graded; needs hand grading: {len(row.manual_pending)} answers", row.status
+    assert row.manual_pending and row.manual_score == 0 and row.manual_max > 0
     assert row.auto_max > 0
     assert row.auto_score == row.auto_max, row.failed_tests
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lab", available_labs())
 def test_untouched_release_gets_nothing(graded_course, lab):
     _, rows, _ = graded_course
     row = _row(rows, "untouched", lab)
-    assert row.status == "graded", row.status
-    assert row.auto_score == 0
+    assert row.status == "graded", row.status  # answers left as released: nbgrader scores them 0
+    assert row.auto_score == 0 and row.manual_score == 0 and not row.manual_pending
     assert row.failed_tests and all("NotImplementedError" in m for m in row.failed_tests.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lab", [lab for lab in available_labs() if load_variants(lab)])
 def test_mistakes_get_partial_credit_and_named_feedback(graded_course, lab):
     root, rows, _ = graded_course
@@ -54,6 +59,7 @@ def test_mistakes_get_partial_credit_and_named_feedback(graded_course, lab):
         assert mutant["message"].lower() in html.lower(), f"feedback does not name {name!r}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lab", available_labs())
 def test_feedback_hides_hidden_tests(graded_course, lab):
     root, _, _ = graded_course
@@ -72,6 +78,7 @@ def test_feedback_hides_hidden_tests(graded_course, lab):
                 assert probe and probe not in html, f"hidden test line leaked into feedback: {probe}"
 
 
+@pytest.mark.slow
 def test_reference_files_reach_neither_release_nor_the_graded_folder(graded_course):
     """Expected outputs stay with the instructor: the verdict's grader reads them from source/;
     the student's kernel (which runs in the graded folder) never has them, yet the solution
@@ -90,6 +97,7 @@ def test_reference_files_reach_neither_release_nor_the_graded_folder(graded_cour
     assert checked, "no lab has reference files"
 
 
+@pytest.mark.slow
 def test_grades_csv(graded_course, tmp_path):
     root, rows, _ = graded_course
     out = tmp_path / "grades.csv"
@@ -101,6 +109,7 @@ def test_grades_csv(graded_course, tmp_path):
     assert "solution" in table and "100.0" in table
 
 
+@pytest.mark.slow
 def test_broken_submission_is_reported_not_fatal(graded_course):
     root, _, _ = graded_course
     lab = available_labs()[0]

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tools import pipeline, sandbox
+from tools import feedback, pipeline, sandbox
 from tools.variants import adversarial
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,12 +160,13 @@ def test_strip_hidden_test_output_redacts_quotes():
                                traceback=["\x1b[0;32massert\x1b[0m f(12345) == 24690, 'doubling'", "plain line"]),
     ]
     nb.cells = [answer, nbformat.v4.new_code_cell(source)]
-    nb, _ = sandbox.StripHiddenTestOutput()(nb, {})  # as nbconvert calls it (only if enabled)
+    nb, _ = feedback.StripHiddenTestOutput()(nb, {})  # as nbconvert calls it (only if enabled)
     out = nb.cells[0].outputs
-    assert out[0].text == f"ok\n{sandbox.REDACTED}\nx = 1\n"  # short lines are not quotes
-    assert out[1].traceback == [sandbox.REDACTED, "plain line"]
+    assert out[0].text == f"ok\n{feedback.REDACTED}\nx = 1\n"  # short lines are not quotes
+    assert out[1].traceback == [feedback.REDACTED, "plain line"]
 
 
+@pytest.mark.system
 @needs_bwrap
 def test_sandbox_sees_only_its_own_folder(tmp_path):
     """A fake course: the kernel's view holds reference files, not the notebook, the gradebook,
@@ -215,6 +216,8 @@ open("scratch.txt", "w").write("writable")
 # the adversarial submissions, graded by nbgrader
 
 
+@pytest.mark.slow
+@pytest.mark.system
 @needs_bwrap
 def test_attacks_learn_nothing_in_sandbox(course, monkeypatch):
     listener = Listener()
@@ -277,6 +280,8 @@ def test_attacks_learn_nothing_in_sandbox(course, monkeypatch):
     assert attack_output("attack_network").count("network blocked") == 3
 
 
+@pytest.mark.slow
+@pytest.mark.system
 @needs_bwrap
 def test_without_sandbox_the_attacks_leak(course):
     """The old path (sandbox off): the notebook's hidden tests and the loopback are reachable;
@@ -297,12 +302,13 @@ def test_without_sandbox_the_attacks_leak(course):
 
     pipeline.feedback(course, [LAB])
     page = (course / "feedback" / "open_read_notebook" / LAB / f"{LAB}.html").read_text()
-    assert sandbox.REDACTED in page
+    assert feedback.REDACTED in page
     plain = [line for line in quoted if '"' not in line and "'" not in line and "<" not in line and "&" not in line]
     assert plain, "expected hidden lines without characters that HTML or JSON escape"
     assert not [line for line in plain if line in page]
 
 
+@pytest.mark.system
 @needs_bwrap
 def test_bombs_need_the_sandbox(course):
     for bomb in adversarial.BOMBS:

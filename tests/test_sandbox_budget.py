@@ -81,6 +81,7 @@ def _run(kind: str, code: str, tmp_path) -> tuple[float, int, str | None, budget
     return seconds, proc.returncode, budget.pop_kill_reason(work), box
 
 
+@pytest.mark.system
 @needs_bwrap
 @pytest.mark.parametrize("kind", _backends())
 def test_memory_spread_over_processes_is_killed(kind, tmp_path):
@@ -92,6 +93,7 @@ def test_memory_spread_over_processes_is_killed(kind, tmp_path):
         assert not any(folder.exists() for folder in box.folders), "the cgroup was not removed"
 
 
+@pytest.mark.system
 @needs_bwrap
 @pytest.mark.parametrize("kind", _backends())
 def test_fork_bomb_is_killed(kind, tmp_path):
@@ -100,6 +102,7 @@ def test_fork_bomb_is_killed(kind, tmp_path):
     assert seconds < 15, seconds
 
 
+@pytest.mark.system
 @needs_bwrap
 @pytest.mark.parametrize("kind", _backends())
 def test_a_submission_within_its_budget_is_left_alone(kind, tmp_path):
@@ -107,6 +110,7 @@ def test_a_submission_within_its_budget_is_left_alone(kind, tmp_path):
     assert reason is None and code == 0, (code, reason)
 
 
+@pytest.mark.system
 def test_throwaway_uids_are_unique():
     if os.geteuid() != 0:
         pytest.skip("throw-away uids exist only when grading as root")

@@ -1,4 +1,4 @@
-"""Hidden tests do not leave through the feedback (tools/sandbox.py: StripHiddenTestOutput).
+"""Hidden tests do not leave through the feedback (tools/feedback.py: StripHiddenTestOutput).
 
 A graded function finds the source of the test cell calling it (frames, linecache) and prints
 it encoded (base64, rot13, hex, reversed), keeps it for a later answer cell to print, and puts it
@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tools import pipeline, sandbox
+from tools import feedback, pipeline
 from tools.samples import ROOT, fill, solution_code
 
 LAB = "lab00_cache_sizing"
@@ -88,6 +88,7 @@ def _hidden_lines(root: Path) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_the_spy_did_run(leaky_course):
     """Not vacuous: the graded notebook holds the encoded hidden tests the spy printed."""
     nb = nbformat.read(leaky_course / "autograded" / "spy" / LAB / f"{LAB}.ipynb", as_version=4)
@@ -97,6 +98,7 @@ def test_the_spy_did_run(leaky_course):
         assert marker in text, marker
 
 
+@pytest.mark.slow
 def test_the_students_kernel_never_saw_a_hidden_test(leaky_course):
     """The kernel runs the visible part of each test cell only: what the spy found in the frames
     calling it (decoded from every copy it printed into the graded notebook, which keeps all the
@@ -115,6 +117,7 @@ def test_the_students_kernel_never_saw_a_hidden_test(leaky_course):
     assert not [line for line in _hidden_lines(leaky_course) if line in seen and line not in known]
 
 
+@pytest.mark.slow
 def test_nothing_the_spy_printed_reaches_the_feedback(leaky_course):
     page = (leaky_course / "feedback" / "spy" / LAB / f"{LAB}.html").read_text()
     plain = html.unescape(re.sub(r"<[^>]+>", "", page))
@@ -122,11 +125,12 @@ def test_nothing_the_spy_printed_reaches_the_feedback(leaky_course):
     assert "BEGIN HIDDEN TESTS" not in plain
     assert not [line for line in _hidden_lines(leaky_course) if line in plain]
     # the later answer cell's output is replaced, the failing test shows only type and line
-    assert sandbox.AFTER_HIDDEN.split(":")[0] in plain
+    assert feedback.AFTER_HIDDEN.split(":")[0] in plain
     assert "RuntimeError" not in plain or "EXFIL" not in plain
     assert "Exception" in plain  # the made-up class name is shown as plain "Exception"
 
 
+@pytest.mark.slow
 def test_a_failing_test_shows_its_type_and_visible_line(leaky_course):
     """The spy's max_context_len raises a made-up exception class: the feedback names it
     "Exception" and shows the visible test line that failed, nothing of its message."""
@@ -150,18 +154,18 @@ def test_failure_only_keeps_course_messages_from_the_test_cell():
           "### END HIDDEN TESTS\n"
     genuine = _error_cell(5, src, "AnswerError", "f(7) returned 1, expected 14 (14x too small).",
                           ["Cell \x1b[0;32mIn[5], line 3\x1b[0m"])
-    out = sandbox._failure_only(genuine)
+    out = feedback._failure_only(genuine)
     assert [o.evalue for o in out] == ["f(7) returned 1, expected 14 (14x too small)."]
     # raised by the student's own code (a frame of another cell on the way): not the course's
     forged = _error_cell(5, src, "AnswerError", "aGlkZGVu", ["Cell In[5], line 3", "Cell In[2], line 4, in f"])
-    out = sandbox._failure_only(forged)
+    out = feedback._failure_only(forged)
     assert "aGlkZGVu" not in str(out) and "hidden tests" in out[0].evalue
     # any other exception: its type and the visible line, never its message
     other = _error_cell(5, src, "ValueError", "secret", ["Cell In[5], line 1", "Cell In[2], line 4, in f"])
-    out = sandbox._failure_only(other)
+    out = feedback._failure_only(other)
     assert "secret" not in str(out) and "check_int(f(1), 2, call='f(1)')" in out[0].evalue
     made_up = _error_cell(5, src, "ZXhmaWw", "x", ["Cell In[5], line 3"])
-    assert sandbox._failure_only(made_up)[0].ename == "Exception"
+    assert feedback._failure_only(made_up)[0].ename == "Exception"
 
 
 def test_course_message_is_scrubbed_of_what_the_answer_controls():
@@ -169,14 +173,14 @@ def test_course_message_is_scrubbed_of_what_the_answer_controls():
             "g(2) returned 'c2VjcmV0'; expected it to raise ValueError (x)\n"
             "g(3) returned a __main__.c2VjcmV0; an int was expected\n"
             "g(4) returned 1" + "2" * 60 + ", expected 3")
-    out = sandbox._scrub_course_message(text)
+    out = feedback._scrub_course_message(text)
     assert "c2VjcmV0" not in out and "2" * 30 not in out
     assert "raised KeyError; expected ValueError" in out
     assert "returned a value; expected it to raise" in out
     assert "returned an object of a class defined in the answer" in out
     kept = "kv_bytes_per_token(32, 8, 128, 2) returned 262,144, expected 131,072 (2x too large).\n" \
            "  Likely mistake: forgot the factor 2"
-    assert sandbox._scrub_course_message(kept) == kept
+    assert feedback._scrub_course_message(kept) == kept
 
 
 def test_clean_feedback_folder_keeps_only_pages(tmp_path):
@@ -188,6 +192,6 @@ def test_clean_feedback_folder_keeps_only_pages(tmp_path):
     (folder / "ref" / "refs.npz").write_text("expected outputs")
     for name in (f"{LAB}.html", "timestamp.txt", "submission_secret.txt", "written_by_code.txt"):
         (folder / name).write_text("x")
-    sandbox.clean_feedback_folder(LAB, "ann", [str(graded / f"{LAB}.ipynb")])
+    feedback.clean_feedback_folder(LAB, "ann", [str(graded / f"{LAB}.ipynb")])
     assert sorted(p.name for p in folder.iterdir()) == sorted([f"{LAB}.html", "timestamp.txt",
                                                                 "submission_secret.txt"])

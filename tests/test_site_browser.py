@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import browser_support as B
 import nbformat
 import pytest
 
-from tools import browser as B
 from tools import site
 from tools.site import SOURCE_DIR, discover_labs
 
@@ -91,6 +91,7 @@ def test_raw_math_detector() -> None:
     assert B.raw_math_left("an H100 costs $2 and an A100 $1 per hour") == []
 
 
+@pytest.mark.browser
 def test_math_check_fails_without_mathjax(browser: Any, tmp_path: Path) -> None:
     """The math check can fail: a page whose MathJax never loads times out."""
     (tmp_path / "index.html").write_text(
@@ -106,6 +107,8 @@ def test_math_check_fails_without_mathjax(browser: Any, tmp_path: Path) -> None:
             context.close()
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_landing_page(browser: Any, solutions_site: str) -> None:
     page, watch, context = _visit(browser, solutions_site + "index.html")
     try:
@@ -124,6 +127,8 @@ def test_landing_page(browser: Any, solutions_site: str) -> None:
         context.close()
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.parametrize("lab", LABS)
 def test_lab_page(lab: str, browser: Any, solutions_site: str) -> None:
     page, watch, context = _visit(browser, solutions_site + f"{lab}.html")
@@ -155,6 +160,8 @@ def test_lab_page(lab: str, browser: Any, solutions_site: str) -> None:
         context.close()
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_search_finds_gqa(browser: Any, solutions_site: str) -> None:
     page, watch, context = _visit(browser, solutions_site + "index.html")
     try:
@@ -177,6 +184,8 @@ def test_search_finds_gqa(browser: Any, solutions_site: str) -> None:
         context.close()
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_student_site_has_no_solutions(browser: Any, student_site: str) -> None:
     problems = []
     for lab in LABS:

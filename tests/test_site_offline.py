@@ -66,6 +66,8 @@ def test_a_built_page_that_would_fetch_from_outside_is_found(tmp_path: Path) -> 
     assert site.external_requests(tmp_path) == {"lab.html": ["https://cdn.example.org/r.js"]}
 
 
+@pytest.mark.slow
+@pytest.mark.system
 def test_the_student_site_loads_nothing_from_outside() -> None:
     index = site.build(student=True, strict=True, quiet=True)  # the build itself refuses otherwise
     assert site.external_requests(index.parent) == {}

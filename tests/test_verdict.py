@@ -227,6 +227,7 @@ def _failed(v: verdict.Verdict) -> set[str]:
     return {name for name, ok in v.passed().items() if not ok}
 
 
+@pytest.mark.slow
 def test_the_solution_passes_and_the_untouched_release_fails(tmp_path: Path) -> None:
     solved = _verdict(tmp_path / "a", LAB00, {})
     assert solved.tests and not _failed(solved), solved
@@ -254,6 +255,7 @@ def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
 '''
 
 
+@pytest.mark.slow
 def test_code_that_patches_the_checks_at_call_time_changes_nothing(tmp_path: Path) -> None:
     v = _verdict(tmp_path, LAB00, {"kv_bytes_per_token": _WRONG_FORMULA_THAT_PATCHES})
     assert "test_kv_bytes_per_token" in _failed(v)
@@ -269,6 +271,7 @@ def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
 '''
 
 
+@pytest.mark.slow
 def test_a_process_that_dies_fails_its_tests_and_the_others_go_on(tmp_path: Path) -> None:
     v = _verdict(tmp_path, LAB00, {"kv_bytes_per_token": _KILLS_ITSELF_OUTSIDE_A_KERNEL})
     assert "test_kv_bytes_per_token" in _failed(v)
@@ -283,6 +286,7 @@ def preallocation_waste(max_seq_len, actual_lens):
 '''
 
 
+@pytest.mark.slow
 def test_a_function_that_hangs_fails_within_the_cell_timeout(tmp_path: Path) -> None:
     v = _verdict(tmp_path, LAB00, {"preallocation_waste": _HANGS}, cell_timeout=5)
     assert "test_preallocation_waste" in _failed(v)
@@ -306,6 +310,7 @@ def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
 '''
 
 
+@pytest.mark.slow
 def test_the_students_process_never_sees_a_test(tmp_path: Path) -> None:
     submission = _submission(tmp_path, LAB00, {"kv_bytes_per_token": _LOUD_AND_RIGHT})
     code = "\n".join(verdict.student_code(nbformat.read(submission, as_version=4),
@@ -327,6 +332,7 @@ def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
 '''
 
 
+@pytest.mark.slow
 def test_an_answer_that_claims_to_equal_everything_fails(tmp_path: Path) -> None:
     v = _verdict(tmp_path, LAB00, {"kv_bytes_per_token": _EQUALS_EVERYTHING})
     assert "test_kv_bytes_per_token" in _failed(v)
@@ -344,6 +350,8 @@ def forward(model, idx, cache=None):
 '''.replace("COURSE", str(ROOT))
 
 
+@pytest.mark.slow
+@pytest.mark.system
 def test_the_reference_outputs_are_out_of_the_students_reach(tmp_path: Path) -> None:
     from tools import sandbox
 
@@ -381,6 +389,7 @@ def fresh_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return course / "release"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lab,variant", _honest())
 def test_every_correct_variant_passes_the_verdict(lab: str, variant: str, fresh_release: Path,
                                                   tmp_path: Path) -> None:

@@ -34,6 +34,10 @@ In every backend a submission that reaches its task limit is killed: forked chil
 kernel's ZeroMQ sockets, so a fork bomb would otherwise hang the kernel until the cell timeout.
 
     python -m tools.budget      # which backend this machine gets
+
+Why one module of this size: the three backends (cgroup v2, cgroup v1, a watchdog) answer the
+same two questions (start a budget, end it) and share the limits and the kill logic; split
+apart, each would repeat them.
 """
 
 from __future__ import annotations

@@ -33,15 +33,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_lib import references as R
+from course_lib.grading import TENSOR_RTOL
+from tools import references as R
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "calibration_lab01.md"
 #: Outputs of the same reference run with TF32 on (made by bench/gpu_measure.sh on a GPU).
 TF32_REFS = ROOT / "docs" / "benchmarks" / "gpu_h200" / "lab01_refs_cuda_tf32.npz"
 
-#: The tolerance the notebook's tests use (relative error norm).
-TOLERANCE = 1e-4
+#: The tolerance the notebook's tests use (relative error norm), from its one definition.
+TOLERANCE = TENSOR_RTOL
 #: Required margin on each side.
 MARGIN = 10.0
 
@@ -214,7 +215,7 @@ def render(rows: list[dict], summary: list[dict], meta: dict) -> str:
             "> **These references were computed on a CPU, not on a CUDA GPU.** Every error below is a",
             "> CPU implementation against a CPU reference on the same machine (different summation",
             "> orders and kernels). **Not measured:** a GPU against these references: regenerate on a",
-            "> GPU with `python -m course_lib.references --device cuda` and rerun this script.",
+            "> GPU with `python -m tools.references --device cuda` and rerun this script.",
             "",
         ]
     measured = meta.get("tf32_measured")

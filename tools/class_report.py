@@ -2,9 +2,11 @@
 
 For every lab: how many students were graded, not graded or missing, mean and median score,
 the score distribution and the result of every graded test cell (matplotlib figures embedded
-as PNG, so the page is a single file that opens anywhere), then the most common named mistakes
-across the class (the feedback sentence the students read), the submissions held by the
-integrity check, and the missing or broken ones.
+as PNG, so the page is a single file that opens anywhere); when the rows carry the written
+answers graded by hand (the course's report does), every submission's autograded, hand-graded
+and total points and the submissions whose answers still need hand grading; then the most
+common named mistakes across the class (the feedback sentence the students read), the
+submissions held by the integrity check, and the missing or broken ones.
 
 ``tools.pipeline.report`` writes it for the course (``report.html`` beside ``grades.csv``);
 ``tools.classroom.report`` for a synthetic class, with a section checking every grade against
@@ -24,6 +26,8 @@ from pathlib import Path
 
 import nbformat
 
+from tools import layout
+
 
 @dataclass
 class ReportRow:
@@ -38,11 +42,25 @@ class ReportRow:
     cells: dict[str, float] = field(default_factory=dict)  # test grade_id -> points
     mistakes: dict[str, str] = field(default_factory=dict)  # test grade_id -> named mistake
     integrity: str = ""  # "HELD for review: ..." or "note: ..." or ""
+    # the written answers graded by hand in the formgrader (tools.pipeline.GradeRow): points so
+    # far, maximum, the answers not graded by hand yet, and whether the total is final
+    manual_score: float = 0.0
+    manual_max: float = 0.0
+    manual_pending: list[str] = field(default_factory=list)
+    total_is: str = ""  # "final", "not graded", "provisional: <why>" ("" when not known)
+
+    @property
+    def total(self) -> float:
+        return (self.score or 0.0) + self.manual_score
+
+    @property
+    def total_max(self) -> float:
+        return self.max_score + self.manual_max
 
 
 def test_points(course: Path, lab: str) -> dict[str, float]:
     """Autograded test cells of the source notebook: grade_id -> points."""
-    nb = nbformat.read(Path(course) / "source" / lab / f"{lab}.ipynb", as_version=4)
+    nb = nbformat.read(layout.source_notebook(lab, Path(course)), as_version=4)
     out = {}
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -98,9 +116,46 @@ def top_mistakes(rows: list[ReportRow], limit: int = 25) -> list[tuple[int, str,
     return [(n, lab, test, text) for (lab, test, text), n in ranked[:limit]]
 
 
+def _points(score: float, max_score: float, provisional: bool) -> str:
+    return f"{score:g}{'*' if provisional else ''} / {max_score:g}"
+
+
+def grades_html(rows: list[ReportRow]) -> str:
+    """Every submission's autograded, hand-graded and total points, then the submissions whose
+    written answers still need hand grading. A provisional number (answers not graded by hand
+    yet count 0) carries a star; the maximum is never shown as earned."""
+    e = html.escape
+    todo = [r for r in rows if r.manual_pending]
+    parts = ["<h2 id='grades'>Grades</h2><p>Autograded points, the written answers' points graded by hand "
+             "in the formgrader so far, and the total. <b>*</b> provisional: written answers not graded by "
+             "hand yet count 0. The same numbers are in <code>grades.csv</code>.</p>",
+             "<table><tr><th>student</th><th>lab</th><th>autograded</th><th>by hand</th><th>total</th>"
+             "<th>% of total</th><th>total is</th></tr>"]
+    for r in rows:
+        pending = bool(r.manual_pending)
+        pct = 100.0 * r.total / r.total_max if r.total_max else 0.0
+        parts.append(f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td>"
+                     f"<td>{_points(r.score or 0.0, r.max_score, False)}</td>"
+                     f"<td>{_points(r.manual_score, r.manual_max, pending)}</td>"
+                     f"<td>{_points(r.total, r.total_max, pending)}</td>"
+                     f"<td>{pct:.1f}{'*' if pending else ''}</td><td>{e(r.total_is)}</td></tr>")
+    parts.append("</table>")
+    parts.append(f"<h2 id='hand-grading'>Needs hand grading ({len(todo)} submissions, "
+                 f"{sum(len(r.manual_pending) for r in todo)} answers)</h2>"
+                 "<p>Grade these answers in the formgrader (JupyterLab: Nbgrader &gt; Formgrader), then run "
+                 "<code>make report</code> again.</p><table><tr><th>student</th><th>lab</th>"
+                 "<th>answers not graded by hand yet</th><th>by hand so far</th></tr>")
+    for r in todo:
+        parts.append(f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td><td>{e(', '.join(r.manual_pending))}</td>"
+                     f"<td>{_points(r.manual_score, r.manual_max, True)}</td></tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
 def write_html(path: Path, course: Path, rows: list[ReportRow], extra_html: str = "") -> Path:
     """Write the class report to ``path``; ``extra_html`` goes before the feedback note."""
     e = html.escape
+    hand = any(r.manual_max or r.manual_score or r.manual_pending for r in rows)
     parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Class report</title>"
              "<link rel='icon' href='data:,'>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
@@ -108,11 +163,14 @@ def write_html(path: Path, course: Path, rows: list[ReportRow], extra_html: str 
              "th{background:#eee}img{max-width:100%}</style></head><body>",
              "<h1>Class report</h1>",
              f"<p>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC from <code>{e(str(course))}</code>. "
-             "Scores are autograded points (points withheld by the integrity check included); written "
-             "answers are graded by hand in the formgrader.</p>"]
+             "Scores and figures are autograded points (points withheld by the integrity check included); "
+             "written answers are graded by hand in the formgrader"
+             + (" and counted in <a href='#grades'>Grades</a> as far as they are graded." if hand else ".")
+             + "</p>"]
     labs = list(dict.fromkeys(r.lab for r in rows))
     parts.append("<h2>Summary</h2><table><tr><th>lab</th><th>students</th><th>graded</th><th>not graded</th>"
-                 "<th>missing</th><th>held</th><th>mean %</th><th>median %</th><th>full marks</th></tr>")
+                 "<th>missing</th><th>held</th><th>mean %</th><th>median %</th><th>full marks</th>"
+                 + ("<th>need hand grading</th>" if hand else "") + "</tr>")
     for lab in labs:
         lr = [r for r in rows if r.lab == lab]
         g = [100.0 * (r.score or 0.0) / r.max_score for r in lr if r.graded and r.max_score]
@@ -121,8 +179,11 @@ def write_html(path: Path, course: Path, rows: list[ReportRow], extra_html: str 
                      f"<td>{sum(r.status == 'missing' for r in lr)}</td>"
                      f"<td>{sum(r.integrity.startswith('HELD') for r in lr)}</td>"
                      f"<td>{statistics.mean(g) if g else 0:.1f}</td><td>{statistics.median(g) if g else 0:.1f}</td>"
-                     f"<td>{sum(x >= 100.0 - 1e-9 for x in g)}</td></tr>")
+                     f"<td>{sum(x >= 100.0 - 1e-9 for x in g)}</td>"
+                     + (f"<td>{sum(bool(r.manual_pending) for r in lr)}</td>" if hand else "") + "</tr>")
     parts.append("</table>")
+    if hand:
+        parts.append(grades_html(rows))
     for lab in labs:
         lr = [r for r in rows if r.lab == lab]
         total, cells = figures(lab, lr, test_points(course, lab))

@@ -34,6 +34,9 @@ As each submission's result arrives, ``grade`` writes ``<course>/state/<lab>/<st
 same ``timestamp.txt`` and notebook hash, so an interrupted batch resumes where it stopped. A
 submission that fails (broken JSON, dead kernel, ...) is recorded and never stops the batch; a
 worker that dies takes only its unfinished share with it, and the next ``grade`` redoes those.
+
+Why one module of this size: generating, grading, resuming and reporting a synthetic class
+share its manifest and state files; the grading itself is ``tools/pipeline.py``'s.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tools import class_report
+from tools import class_report, layout
 from tools.class_report import ReportRow, test_points
 from tools.samples import ROOT, available_labs, load_variants, write_submission
 
@@ -77,7 +80,7 @@ def setup_course(course: Path, root: Path = ROOT) -> Path:
 
     course = Path(course)
     course.mkdir(parents=True, exist_ok=True)
-    stale = any(_sha256(root / "source" / lab / f"{lab}.ipynb") != _sha256(course / "source" / lab / f"{lab}.ipynb")
+    stale = any(_sha256(layout.source_notebook(lab, root)) != _sha256(layout.source_notebook(lab, course))
                 for lab in available_labs(root))
     if stale or not (course / "release").exists() or not (course / "nbgrader_config.py").exists():
         if (course / "source").exists():
@@ -137,8 +140,8 @@ def declared_expectation(course: Path, lab: str, variant: str) -> dict[str, floa
 
 def _calibration_key(course: Path, lab: str) -> str:
     h = hashlib.sha256()
-    h.update((course / "source" / lab / f"{lab}.ipynb").read_bytes())
-    h.update((course / "release" / lab / f"{lab}.ipynb").read_bytes())
+    h.update((layout.source_notebook(lab, course)).read_bytes())
+    h.update((layout.release_notebook(lab, course)).read_bytes())
     variants_file = ROOT / "tools" / "variants" / f"{lab}.py"
     if variants_file.exists():
         h.update(variants_file.read_bytes())
@@ -292,7 +295,7 @@ def generate(course: Path = DEFAULT_COURSE, lab: str = "lab00_cache_sizing", n: 
     for position, index in enumerate(order):
         name = f"s{position + 1:04d}"
         variant = kinds[index]
-        target = course / "submitted" / name / lab
+        target = layout.submission_dir(name, lab, course)
         if variant == "absent":
             students[name] = Student(name, lab, variant, "missing")
             continue
@@ -440,7 +443,7 @@ def _state_path(course: Path, lab: str, student: str) -> Path:
 
 
 def _fingerprint(course: Path, lab: str, student: str) -> dict:
-    folder = Path(course) / "submitted" / student / lab
+    folder = layout.submission_dir(student, lab, Path(course))
     stamp = folder / "timestamp.txt"
     return {"timestamp": stamp.read_text().strip() if stamp.exists() else "",
             "sha256": _sha256(folder / f"{lab}.ipynb")}
@@ -452,7 +455,7 @@ def is_up_to_date(course: Path, lab: str, student: str, db_kind: str) -> bool:
     if not path.exists():
         return False
     state = json.loads(path.read_text())
-    autograded = Path(course) / "autograded" / student / lab
+    autograded = layout.autograded_dir(student, lab, Path(course))
     stamp = autograded / "timestamp.txt"
     return (state.get("status") == "graded" and state.get("db") == db_kind
             and state.get("fingerprint") == _fingerprint(course, lab, student)
@@ -480,7 +483,7 @@ def grade(course: Path = DEFAULT_COURSE, labs: list[str] | None = None, workers:
     outcomes: dict[tuple[str, str], Outcome] = {}
     todo = []
     for s in entries:
-        if not (course / "submitted" / s.student / s.lab).exists():
+        if not (layout.submission_dir(s.student, s.lab, course)).exists():
             outcomes[(s.student, s.lab)] = Outcome(s.student, s.lab, "missing")
         elif resume and is_up_to_date(course, s.lab, s.student, db_kind):
             outcomes[(s.student, s.lab)] = Outcome(s.student, s.lab, "skipped (up to date)")
@@ -553,7 +556,7 @@ def results(course: Path = DEFAULT_COURSE, labs: list[str] | None = None,
                 continue
             state_file = _state_path(course, s.lab, s.student)
             state = json.loads(state_file.read_text()) if state_file.exists() else {}
-            if not (course / "submitted" / s.student / s.lab).exists():
+            if not (layout.submission_dir(s.student, s.lab, course)).exists():
                 status = "missing"
             else:
                 status = state.get("status", "not graded: not autograded yet")
@@ -570,7 +573,7 @@ def results(course: Path = DEFAULT_COURSE, labs: list[str] | None = None,
                         if d["cell_type"] == "code":
                             r.cells[d["name"]] = float(d["auto_score"] or 0.0)
                     r.score = sum(r.cells.values())
-                    r.mistakes = named_mistakes(course / "autograded" / s.student / s.lab / f"{s.lab}.ipynb")
+                    r.mistakes = named_mistakes(layout.autograded_notebook(s.student, s.lab, course))
             out.append(r)
     return out
 

@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools import layout
 from tools.pipeline import autograde, cell_errors, release
 from tools.samples import ROOT, available_labs, load_variants, write_submission
 
@@ -134,7 +135,7 @@ def run(labs: list[str] | None = None, everything: bool = False, root: Path = RO
                                 d = grade.to_dict()
                                 if d["cell_type"] == "code":
                                     res.scores[d["name"]] = (d["auto_score"] or 0.0, d["max_score"])
-                        res.errors = cell_errors(course / "autograded" / student / lab / f"{lab}.ipynb")
+                        res.errors = cell_errors(layout.autograded_notebook(student, lab, course))
                     results.append(res)
         return results
     finally:

@@ -22,9 +22,10 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-LABS_DIR = ROOT / "labs"
-SOURCE_DIR = ROOT / "source"
+from tools import layout
+from tools.layout import LABS_DIR, ROOT
+
+SOURCE_DIR = ROOT / layout.SOURCE
 
 _MARKER = re.compile(r"^# %%(?P<rest>.*)$")
 
@@ -162,11 +163,11 @@ def render(lab_file: Path) -> str:
 
 
 def lab_files() -> list[Path]:
-    return sorted(LABS_DIR.glob("lab*.py"))
+    return layout.lab_files(LABS_DIR)
 
 
 def target_for(lab_file: Path) -> Path:
-    return SOURCE_DIR / lab_file.stem / f"{lab_file.stem}.ipynb"
+    return layout.source_notebook(lab_file.stem, SOURCE_DIR.parent)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,6 +83,7 @@ def make_api(root: Path = ROOT, for_release: bool = False, timeout: int | None =
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
+    from tools import feedback as feedback_tool
     from tools import sandbox as sandbox_tool
 
     _ensure_venv_on_path()
@@ -101,9 +102,9 @@ def make_api(root: Path = ROOT, for_release: bool = False, timeout: int | None =
     # the pipeline runs the integrity check itself, for the whole batch (nbgrader_config.py's
     # hook is for `nbgrader autograde` and the formgrader)
     config.Autograde.post_convert_hook = None
-    config.GenerateFeedback.preprocessors = sandbox_tool.feedback_preprocessors(
+    config.GenerateFeedback.preprocessors = feedback_tool.feedback_preprocessors(
         list(config.GenerateFeedback.get("preprocessors") or _default_feedback_preprocessors()))
-    config.GenerateFeedback.post_convert_hook = sandbox_tool.clean_feedback_folder
+    config.GenerateFeedback.post_convert_hook = feedback_tool.clean_feedback_folder
     if timeout is not None:
         config.Execute.timeout = timeout
     coursedir = CourseDirectory(config=config)
@@ -494,7 +495,8 @@ def integrity_hook(assignment: str, student: str, notebooks: list[str]) -> None:
 
 
 def _hold_all(root: Path, student: str, lab: str, reason: str) -> None:
-    """Hold every autograded point of one submission (manual score 0) and record why."""
+    """Hold every autograded point of one submission (manual score 0) and record why, also in
+    the formgrader (flagged, with the reason in a comment)."""
     from nbgrader.api import Gradebook
 
     from tools import integrity
@@ -509,10 +511,70 @@ def _hold_all(root: Path, student: str, lab: str, reason: str) -> None:
                 grade.manual_score = 0.0
                 ledger.add((student, lab, grade.name))
                 tests.append(grade.name)
+        _flag_held(nb, reason, _first_solution_cell(root, lab))
         gb.db.commit()
     ledger_path.write_text(json.dumps(sorted(ledger), indent=0))
     verdict = integrity.Verdict([], sorted(tests), reason)
     _save_verdicts(root, [GradeRun(student, lab, True, 0.0)], {(student, lab): verdict})
+
+
+#: Starts the line the integrity check writes into a formgrader comment of a held submission;
+#: only lines that start with it are ever replaced or removed (the instructor's text is kept).
+HOLD_COMMENT_MARK = "[integrity check]"
+
+
+def _first_solution_cell(root: Path, lab: str, source=None) -> str | None:
+    """grade_id of the first answer cell of the lab's source notebook: the formgrader shows its
+    comment box at the top of the submission."""
+    try:
+        source = source or nbformat.read(Path(root) / "source" / lab / f"{lab}.ipynb", as_version=4)
+    except (OSError, nbformat.reader.NotJSONError):
+        return None
+    for cell in source.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") or meta.get("task"):
+            return meta.get("grade_id")
+    return None
+
+
+def _hold_comment(nb, cell: str | None):  # -> nbgrader.api.Comment | None
+    """The comment of the submitted notebook ``nb`` that carries the hold's reason: that of
+    ``cell`` if it has one, else the first by name (None if the lab has no answer cells)."""
+    comments = sorted(nb.comments, key=lambda c: c.name)
+    return next((c for c in comments if c.name == cell), comments[0] if comments else None)
+
+
+def _without_hold_lines(text: str | None) -> str:
+    return "\n".join(line for line in (text or "").split("\n")
+                     if not line.startswith(HOLD_COMMENT_MARK)).strip()
+
+
+def _flag_held(nb, reason: str, cell: str | None) -> None:
+    """Show a hold in the formgrader: flag the submitted notebook (nbgrader's ``flagged``) and
+    put the reason into a comment (``manual_comment``, which the formgrader shows and the
+    instructor can edit). A comment the instructor wrote is kept: the reason goes below it, and
+    a later hold replaces only the line the check wrote before."""
+    nb.flagged = True
+    comment = _hold_comment(nb, cell)
+    if comment is None:
+        return
+    line = f"{HOLD_COMMENT_MARK} HELD for review (the held points count 0 until an instructor " \
+           f"reviews them): {reason}"
+    kept = _without_hold_lines(comment.manual_comment)
+    comment.manual_comment = (kept + "\n\n" if kept else "") + line
+
+
+def _unflag_held(nb) -> None:
+    """Undo _flag_held when a later check finds the submission clean: remove the check's line
+    from the comments and, if there was one, the flag (the instructor's own text stays)."""
+    placed = False
+    for comment in nb.comments:
+        text = comment.manual_comment or ""
+        if any(line.startswith(HOLD_COMMENT_MARK) for line in text.split("\n")):
+            placed = True
+            comment.manual_comment = _without_hold_lines(text) or None
+    if placed:
+        nb.flagged = False
 
 
 def _recorded_verdict(root: Path, student: str, lab: str) -> tuple[list[str], str, dict[str, str]]:
@@ -589,6 +651,11 @@ def check_integrity(root: Path, runs: list[GradeRun], verbose: bool = True) -> d
                     grade.manual_score = None  # held by an earlier run, clean now
                     grade.needs_manual_grade = False
                     ledger.discard(key)
+            if verdict.held:  # the formgrader shows it too: flagged, the reason in a comment
+                _flag_held(nb, verdict.summary(),
+                           _first_solution_cell(root, run.lab, sources[run.lab]))
+            else:
+                _unflag_held(nb)
             gb.db.commit()
             if verbose and (findings or disagreements):
                 print(f"  integrity {run.lab} / {run.student}: {'HELD' if verdict.held else 'noted'}: "
@@ -667,7 +734,15 @@ def changed_since_checked(root: Path = ROOT) -> dict[tuple[str, str], str]:
 
 @dataclass
 class GradeRow:
-    """One student's result for one lab."""
+    """One student's result for one lab.
+
+    ``auto_score``: the autograded test cells' points (manual overrides win, the integrity
+    check's held points among them). ``manual_score``: the points of the written answers
+    (markdown cells with points) graded so far, as nbgrader's ``Grade.score`` counts them: the
+    instructor's manual score from the formgrader, else nbgrader's automatic 0 for an answer
+    left as released, plus any extra credit given in the formgrader. ``manual_pending``: the
+    written answers no one has graded by hand yet; they count nothing, and ``total`` is then
+    provisional."""
 
     student: str
     lab: str
@@ -679,17 +754,83 @@ class GradeRow:
     failed_tests: dict[str, str] = field(default_factory=dict)
     integrity: str = ""
     cells: dict[str, float] = field(default_factory=dict)  # test grade_id -> points (manual overrides win)
+    manual_score: float = 0.0  # hand-graded points so far (written answers, extra credit)
+    manual_pending: list[str] = field(default_factory=list)  # written answers not graded by hand yet
 
     @property
     def percent(self) -> float:
+        """Autograded points as a percentage of the autograded maximum."""
         return 100.0 * self.auto_score / self.auto_max if self.auto_max else 0.0
+
+    @property
+    def total(self) -> float:
+        """Autograded plus hand-graded points (provisional while ``manual_pending``)."""
+        return self.auto_score + self.manual_score
+
+    @property
+    def total_max(self) -> float:
+        return self.auto_max + self.manual_max
+
+    @property
+    def total_percent(self) -> float:
+        return 100.0 * self.total / self.total_max if self.total_max else 0.0
+
+    @property
+    def total_is(self) -> str:
+        """"final", "not graded", or "provisional: <why>"."""
+        if self.status.startswith("not graded"):
+            return "not graded"
+        why = []
+        if self.manual_pending:
+            why.append(_answers(len(self.manual_pending)) + " not graded by hand yet (counted as 0)")
+        if "HELD for review" in self.integrity:
+            why.append("points held for review by the integrity check")
+        return "provisional: " + "; ".join(why) if why else "final"
+
+
+def _answers(n: int) -> str:
+    return f"{n} answer" + ("" if n == 1 else "s")
+
+
+def _hand_grading_status(pending: list[str]) -> str:
+    """The status note of a submission whose written answers are not all graded by hand."""
+    return f"needs hand grading: {_answers(len(pending))}" if pending else ""
+
+
+def _add_grade(row: GradeRow, d: dict) -> None:
+    """Add one of nbgrader's Grade rows (``Grade.to_dict()``) to ``row``.
+
+    Code cells are the autograded tests (a manual score, such as an integrity hold, replaces the
+    automatic one). Every other graded cell is a written answer graded by hand: it counts the
+    manual score if there is one, else nbgrader's automatic score (0 for an answer left as
+    released), and nothing, pending, if it has neither (nbgrader's ``Grade.score`` gives 0 there
+    too; here it is listed, so that a total never looks final before the answers are graded).
+    Extra credit given in the formgrader counts as hand-graded points."""
+    max_score = float(d["max_score"] or 0.0)
+    extra = float(d.get("extra_credit") or 0.0)
+    if d["cell_type"] == "code":
+        row.auto_max += max_score
+        score = d["manual_score"] if d["manual_score"] is not None else d["auto_score"]
+        row.auto_score += score or 0.0
+        row.cells[d["name"]] = float(score or 0.0)
+        row.manual_score += extra
+        return
+    row.manual_max += max_score
+    score = d["manual_score"] if d["manual_score"] is not None else d["auto_score"]
+    if score is None:
+        row.manual_pending.append(d["name"])
+    else:
+        row.manual_score += float(score)
+    row.manual_score += extra
 
 
 def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                    verdicts: dict | None = None) -> list[GradeRow]:
     """Scores per (student, lab) from the gradebook, with the named mistakes of failed tests.
 
-    Scores include manual overrides (the integrity check's withheld points among them).
+    Autograded scores include manual overrides (the integrity check's withheld points among
+    them); the written answers' points are those graded by hand in the formgrader so far
+    (``GradeRow.manual_score``, ``manual_pending``: see GradeRow).
     ``runs``, ``verdicts``: those of this session's autograde and integrity check; None reads
     the latest ones saved in the course folder (autograde_runs.json, integrity_verdicts.json)."""
     from nbgrader.api import Gradebook, MissingEntry
@@ -719,14 +860,10 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                 if missing:
                     row.status = f"graded; {len(missing)} test cells missing from the notebook: needs manual grading"
                 for grade in nb.grades:
-                    d = grade.to_dict()
-                    if d["cell_type"] == "code":
-                        row.auto_max += d["max_score"]
-                        score = d["manual_score"] if d["manual_score"] is not None else d["auto_score"]
-                        row.auto_score += score or 0.0
-                        row.cells[d["name"]] = float(score or 0.0)
-                    else:
-                        row.manual_max += d["max_score"]
+                    _add_grade(row, grade.to_dict())
+                row.manual_pending.sort()
+                if row.manual_pending:
+                    row.status += "; " + _hand_grading_status(row.manual_pending)
                 row.failed_tests = named_mistakes(root / "autograded" / student / lab / f"{lab}.ipynb")
                 if (student, lab) in notes:
                     held, summary = notes[(student, lab)]
@@ -735,7 +872,7 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                     row.integrity = "CHANGED since graded: " + changed[(student, lab)] + \
                         " (regrade with `make autograde`)" + ("; " + row.integrity if row.integrity else "")
             else:
-                # still report the points the lab is worth
+                # still report the points the lab is worth (none of them earned)
                 try:
                     assignment = gb.find_assignment(lab)
                     for notebook in assignment.notebooks:
@@ -750,48 +887,87 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
     return rows
 
 
+#: The course's grades file (the final grades), written by ``report``. nbgrader's own
+#: ``nbgrader export`` writes NBGRADER_EXPORT instead (``c.ExportPlugin.to`` in nbgrader_config.py).
+GRADES_CSV = "grades.csv"
+NBGRADER_EXPORT = "nbgrader_export.csv"
+
+CSV_COLUMNS = ["student", "lab", "status", "autograded_points", "autograded_max", "autograded_percent",
+               "hand_graded_points", "hand_graded_max", "answers_not_hand_graded", "total_points", "total_max",
+               "total_percent", "total_is", "grading_seconds", "failed_tests", "integrity"]
+
+
 def write_csv(rows: list[GradeRow], path: Path) -> None:
-    """grades.csv: one row per student and lab, with the named mistakes."""
+    """grades.csv: one row per student and lab (columns: CSV_COLUMNS).
+
+    autograded_*: the test cells (integrity holds included); hand_graded_*: the written answers
+    graded by hand in the formgrader so far (and extra credit); answers_not_hand_graded: the
+    written answers still to grade ("; "-separated cell names); total_*: both together;
+    total_is: "final", "not graded" or "provisional: <why>" (answers not graded by hand yet,
+    points held for review)."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "lab", "status", "autograded_points", "autograded_max",
-                         "autograded_percent", "manual_points_max", "grading_seconds", "failed_tests",
-                         "integrity"])
+        writer.writerow(CSV_COLUMNS)
         for r in rows:
             mistakes = "; ".join(f"{k}: {v}" for k, v in sorted(r.failed_tests.items()))
             writer.writerow([r.student, r.lab, r.status, f"{r.auto_score:g}", f"{r.auto_max:g}",
-                             f"{r.percent:.1f}", f"{r.manual_max:g}", f"{r.seconds:.2f}", mistakes, r.integrity])
+                             f"{r.percent:.1f}", f"{r.manual_score:g}", f"{r.manual_max:g}",
+                             "; ".join(r.manual_pending), f"{r.total:g}", f"{r.total_max:g}",
+                             f"{r.total_percent:.1f}", r.total_is, f"{r.seconds:.2f}", mistakes, r.integrity])
+
+
+def _points(score: float, max_score: float, provisional: bool = False) -> str:
+    return f"{score:g}{'*' if provisional else ''} / {max_score:g}"
 
 
 def format_table(rows: list[GradeRow]) -> str:
-    """The score table printed at the end of the demo."""
+    """The score table printed at the end of the demo: autograded, hand-graded and total points.
+
+    A star marks a provisional number: written answers not graded by hand yet count 0 so far."""
     w = max([len("student")] + [len(r.student) for r in rows])
-    lines = [f"{'student':<{w}} {'lab':<20} {'autograded':>12} {'%':>6} {'manual':>7} {'time':>7}  status",
-             "-" * (w + 60)]
+    lines = [f"{'student':<{w}} {'lab':<20} {'autograded':>12} {'auto %':>6} {'by hand':>9} {'total':>11} "
+             f"{'total %':>7} {'time':>7}  status",
+             "-" * (w + 90)]
     indent = " " * (w + 4)
     for r in rows:
+        pending = bool(r.manual_pending)
+        total_pct = f"{r.total_percent:.1f}{'*' if pending else ''}"
         lines.append(f"{r.student:<{w}} {r.lab:<20} {r.auto_score:>5g} / {r.auto_max:<4g} {r.percent:>6.1f} "
-                     f"{'+' + format(r.manual_max, 'g'):>7} {r.seconds:>6.1f}s  {r.status}")
+                     f"{_points(r.manual_score, r.manual_max, pending):>9} "
+                     f"{_points(r.total, r.total_max, pending):>11} {total_pct:>7} {r.seconds:>6.1f}s  {r.status}")
         if r.integrity:
             lines.append(f"{indent}! {r.integrity}")
+        if pending:
+            lines.append(f"{indent}? not graded by hand yet: {', '.join(r.manual_pending)}")
         for test, mistake in sorted(r.failed_tests.items()):
             lines.append(f"{indent}- {test}: {mistake}")
+    todo = [r for r in rows if r.manual_pending]
+    if todo:
+        lines.append("")
+        lines.append(f"needs hand grading ({len(todo)} submissions, "
+                     f"{sum(len(r.manual_pending) for r in todo)} answers; totals marked * are provisional): "
+                     + ", ".join(f"{r.student}/{r.lab}" for r in todo))
     return "\n".join(lines)
 
 
 def write_class_report(root: Path, rows: list[GradeRow]) -> Path:
-    """report.html (tools/class_report.py): distributions, common mistakes, holds, broken work."""
+    """report.html (tools/class_report.py): distributions, grades with the hand-graded points,
+    answers still to grade by hand, common mistakes, holds, broken work."""
     from tools.class_report import ReportRow, write_html
 
     report_rows = [ReportRow(r.student, r.lab, r.status.startswith("graded"), r.status, r.auto_score, r.auto_max,
-                             dict(r.cells), dict(r.failed_tests), r.integrity) for r in rows]
+                             dict(r.cells), dict(r.failed_tests), r.integrity, manual_score=r.manual_score,
+                             manual_max=r.manual_max, manual_pending=list(r.manual_pending),
+                             total_is=r.total_is) for r in rows]
     return write_html(root / "report.html", root, report_rows)
 
 
 def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
            verdicts: dict | None = None) -> list[GradeRow]:
-    """Feedback HTML, grades.csv, the class report (report.html) and the score table.
+    """Feedback HTML, grades.csv (the final grades), the class report (report.html) and the score table.
 
+    Hand-graded points are read from the gradebook as the formgrader left them: grade the
+    written answers there first, then run this again.
     ``runs``/``verdicts``: None reads the latest ones saved in the course folder."""
     runs = saved_runs(root) if runs is None else runs
     feedback(root)
@@ -799,10 +975,12 @@ def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
         if not run.success:
             write_failure_feedback(root, run)
     rows = collect_grades(root, runs, verdicts)
-    write_csv(rows, root / "grades.csv")
+    write_csv(rows, root / GRADES_CSV)
     write_class_report(root, rows)
     print(format_table(rows))
-    print("\n'manual' = points of written answers, graded by hand in the formgrader.")
+    print("\n'by hand' = points of the written answers graded by hand in the formgrader so far; "
+          "'total' = autograded + by hand.\n* provisional: written answers not graded by hand yet count 0 "
+          "(grade them in the formgrader, then `make report` again).")
     changed = changed_since_checked(root)
     if changed:
         print(f"WARNING: {len(changed)} graded notebook(s) changed after the integrity check judged them "
@@ -810,8 +988,8 @@ def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
               + ", ".join(f"{s}/{lab}" for s, lab in sorted(changed)))
     if "WARNING" in sandbox_status():
         print(sandbox_status())
-    print(f"grades: {(root / 'grades.csv').relative_to(root)}; class report: report.html; "
-          "feedback: feedback/<student>/<lab>/<lab>.html")
+    print(f"grades (final when no total is provisional): {(root / GRADES_CSV).relative_to(root)}; "
+          "class report: report.html; feedback: feedback/<student>/<lab>/<lab>.html")
     return rows
 
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import re
 from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
-LABS = ["lab00_cache_sizing", "lab01_kv_cache", "lab02_roofline"]
+from tools import layout
+from tools.layout import ROOT, available_labs
+
+__all__ = ["ROOT", "available_labs", "load_variants", "solution_code", "fill", "submission_cells",
+           "write_submission", "write_samples"]
 
 #: The demo's sample students.
 SAMPLE_STUDENTS = ("solution", "untouched", "mistakes")
@@ -25,17 +27,8 @@ SAMPLE_STUDENTS = ("solution", "untouched", "mistakes")
 _MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*\n", re.MULTILINE)
 
 
-def available_labs(root: Path = ROOT) -> list[str]:
-    """Labs whose source notebook exists (labs are added one by one)."""
-    return [lab for lab in LABS if (root / "source" / lab / f"{lab}.ipynb").exists()]
-
-
-def load_variants(lab: str):  # -> module | None
-    """The variants module of a lab, or None if it has none yet."""
-    try:
-        return importlib.import_module(f"tools.variants.{lab}")
-    except ModuleNotFoundError:
-        return None
+#: The variants module of a lab (tools/variants/<lab>.py), or None if it has none.
+load_variants = layout.variants
 
 
 def _grade_id(cell) -> str | None:
@@ -46,7 +39,7 @@ def solution_code(root: Path, lab: str, code_only: bool = False) -> dict[str, st
     """Solution cells of the source notebook, as a student would write them (markers removed).
 
     Includes the written (markdown) answers unless ``code_only``."""
-    nb = nbformat.read(root / "source" / lab / f"{lab}.ipynb", as_version=4)
+    nb = nbformat.read(layout.source_notebook(lab, root), as_version=4)
     out = {}
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -97,10 +90,10 @@ def submission_cells(root: Path, lab: str, variant: str) -> dict[str, str] | Non
 
 def write_submission(root: Path, lab: str, student: str, variant: str) -> Path:
     """Write submitted/<student>/<lab>/<lab>.ipynb for the given variant."""
-    release_nb = nbformat.read(root / "release" / lab / f"{lab}.ipynb", as_version=4)
+    release_nb = nbformat.read(layout.release_notebook(lab, root), as_version=4)
     cells = submission_cells(root, lab, variant)
     nb = release_nb if cells is None else fill(release_nb, cells)
-    target = root / "submitted" / student / lab / f"{lab}.ipynb"
+    target = layout.submitted_notebook(student, lab, root)
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target)
     return target
@@ -120,13 +113,13 @@ def write_samples(root: Path = ROOT, extras: bool = True) -> list[Path]:
 
     written = []
     for lab in available_labs(root):
-        if not (root / "release" / lab).exists():
+        if not layout.release_notebook(lab, root).exists():
             continue
         for student in SAMPLE_STUDENTS:
             if student == "mistakes" and load_variants(lab) is None:
                 continue
             written.append(write_submission(root, lab, student, student))
-    if extras and (root / "release" / tamper.LAB).exists():
+    if extras and layout.release_notebook(tamper.LAB, root).exists():
         by_name = {a["name"]: a for a in tamper.TAMPER}
         for name in DEMO_TAMPER:
             written.append(tamper.write_tamper(root, by_name[name], f"tamper-{name}"))

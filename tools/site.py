@@ -36,6 +36,9 @@ generate_assignment``). Where a release notebook is missing it is made from the 
 with nbgrader's own ClearSolutions and ClearHiddenTests preprocessors. It is not executed
 (outputs could give answers away), and the build refuses to write it if any solution line or
 hidden test of the source notebooks survives in it.
+
+Why one module of this size: staging, rewriting notebooks for the two editions, and the
+offline checks of the built pages are one build, each step reading what the last wrote.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools import layout
+from tools.layout import ROOT
+
 DOCS_DIR = ROOT / "docs"
 SOURCE_DIR = ROOT / "source"
 RELEASE_DIR = ROOT / "release"
@@ -63,7 +68,7 @@ CACHE_DIR = BUILD_DIR / ".site-cache"
 MATHJAX_DIR = ROOT / ".cache" / "mathjax" / "node_modules" / "mathjax" / "es5"
 
 #: The labs of the course, in order. Others found in source/ are added after these.
-LABS: tuple[str, ...] = ("lab00_cache_sizing", "lab01_kv_cache", "lab02_roofline")
+LABS: tuple[str, ...] = tuple(layout.labs())  # discovered from labs/lab*.py
 
 #: Bump to invalidate every cached execution (e.g. when the staging rules change).
 CACHE_VERSION = "1"
@@ -383,7 +388,7 @@ def _sync_tree(src: Path, dst: Path, skip: tuple[Path, ...] = ()) -> set[Path]:
     for path in sorted(src.rglob("*")):
         if path in skip:
             continue
-        if path.is_file() and "__pycache__" not in path.parts and "screenshots" not in path.parts:
+        if path.is_file() and not {"__pycache__", "screenshots", "benchmarks"} & set(path.parts):
             target = dst / path.relative_to(src)
             _write_if_changed(target, path.read_bytes())
             written.add(target)
@@ -420,12 +425,17 @@ def title_and_summary(nb: nbformat.NotebookNode) -> tuple[str, str]:
     return "", ""
 
 
+#: Markdown files of docs/ that are not pages of the site: the landing page's template, and notes
+#: for the course's maintainers.
+NOT_ON_SITE = ("index.md", "README.md", "architecture.md")
+
+
 def note_pages(docs: Path = DOCS_DIR) -> list[Path]:
     """Extra Markdown pages in docs/ (e.g. calibration reports): instructor notes.
 
     They go on the solutions site (sidebar section "Notes"), never on the student site.
     """
-    return sorted(p for p in docs.glob("*.md") if p.name not in ("index.md", "README.md"))
+    return sorted(p for p in docs.glob("*.md") if p.name not in NOT_ON_SITE)
 
 
 def landing_page(template: str, pages: list[tuple[str, nbformat.NotebookNode]],

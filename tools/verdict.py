@@ -28,6 +28,11 @@ nbgrader and the verdict pass it. Run by hand::
 
     python -m tools.verdict source/lab00_cache_sizing/lab00_cache_sizing.ipynb \\
         submitted/mistakes/lab00_cache_sizing/lab00_cache_sizing.ipynb
+
+Why one module of this size: it is the grader's side of one protocol (bind the answers, run
+each test, judge, report) whose steps share the proxies' state; the student's side is
+``tools/verdict_child.py``, the data format ``tools/wire.py``, the warm server
+``tools/verdict_server.py``, the nbgrader step ``tools/verdict_step.py``.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from typing import Any
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Float, Unicode
 
+from tools import layout
 from tools import verdict as verdict_tool
 
 #: The notebook metadata key holding the verdict.
@@ -80,8 +81,8 @@ class CourseVerdict(Preprocessor):
         root = folder.parents[2]
         if not (lab and student and notebook):  # resources without nbgrader's ids: the folder says
             lab, student, notebook = folder.name, folder.parent.name, folder.name
-        return (root / "submitted" / student / lab / f"{notebook}.ipynb",
-                root / "source" / lab / f"{notebook}.ipynb")
+        return (layout.submitted_notebook(student, lab, root, notebook),
+                layout.source_notebook(lab, root, notebook))
 
     def _cell_timeout(self) -> float:
         if self.timeout > 0:

@@ -19,6 +19,10 @@ Anything else crosses *by reference*: the receiver gets a proxy (``tools.verdict
 using it (calling it, reading an attribute, ``len``, indexing, iterating, ``isinstance``) sends
 a request to the side that owns the object. The receiver of a message only ever builds the
 types listed above; it never runs code chosen by the sender.
+
+Why one module of this size: both sides of the verdict run this one file (the student's side
+receives it as source, with nothing else of the course), so encoder and decoder of every
+type must live together.
 """
 
 from __future__ import annotations

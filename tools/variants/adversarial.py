@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 
+from tools import layout
 from tools.samples import fill, solution_code
 
 LAB = "lab00_cache_sizing"
@@ -172,9 +173,9 @@ def write_attack(root: Path, name: str, student: str | None = None, loopback_por
     if name in BOMBS and not i_have_a_sandbox:
         raise RuntimeError(f"{name} is unbounded: grade it only with the sandbox on (i_have_a_sandbox=True)")
     student = student or f"attack_{name}"
-    release_nb = nbformat.read(root / "release" / LAB / f"{LAB}.ipynb", as_version=4)
+    release_nb = nbformat.read(layout.release_notebook(LAB, root), as_version=4)
     nb = fill(release_nb, attack_cells(root, name, loopback_port, child_bytes))
-    target = root / "submitted" / student / LAB / f"{LAB}.ipynb"
+    target = layout.submitted_notebook(student, LAB, root)
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target)
     return target

@@ -1,7 +1,7 @@
 """Lab 01 variants: correct alternatives (the calibration set) and realistic mistakes.
 
 Format: see tools/variants/README.md. Cell code is complete (what a student's cell would hold).
-``course_lib.references`` also runs the attention/cache/forward mutants to store their outputs
+``tools.references`` also runs the attention/cache/forward mutants to store their outputs
 in the reference file, so that the hidden tests can name the mistake behind a wrong answer.
 """
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import nbformat
 
+from tools import layout
+
 LAB = "lab00_cache_sizing"
 
 #: Wrong but running answers: every test fails on its values, none raises NotImplementedError.
@@ -72,8 +74,8 @@ def write_tamper(root: Path, attack: dict, student: str) -> Path:
     """Write a tampering submission for ``attack`` as ``student``."""
     from tools.samples import fill
 
-    release_nb = nbformat.read(root / "release" / LAB / f"{LAB}.ipynb", as_version=4)
-    target = root / "submitted" / student / LAB / f"{LAB}.ipynb"
+    release_nb = nbformat.read(layout.release_notebook(LAB, root), as_version=4)
+    target = layout.submitted_notebook(student, LAB, root)
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(fill(release_nb, attack["cells"]), target)
     return target
@@ -85,7 +87,7 @@ def _solution_with(root: Path, cell: str, code: str):
 
     cells = solution_code(root, LAB)
     cells[cell] = code + "\n\n" + cells[cell]
-    return fill(nbformat.read(root / "release" / LAB / f"{LAB}.ipynb", as_version=4), cells)
+    return fill(nbformat.read(layout.release_notebook(LAB, root), as_version=4), cells)
 
 
 def _write_nb(nb, target: Path) -> None:
@@ -108,7 +110,7 @@ BROKEN: dict[str, tuple[str, str]] = {
 
 def write_broken(root: Path, name: str, student: str) -> Path:
     """Write the broken submission ``name`` (a key of BROKEN) as ``student``."""
-    folder = root / "submitted" / student / LAB
+    folder = layout.submission_dir(student, LAB, root)
     target = folder / f"{LAB}.ipynb"
     if name == "infinite-loop":
         _write_nb(_solution_with(root, "kv_cache_bytes", "while True:\n    pass"), target)

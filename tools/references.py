@@ -1,10 +1,11 @@
-"""Regenerate Lab 01's reference outputs: ``python -m course_lib.references [--device cuda]``.
+"""Regenerate Lab 01's reference outputs: ``python -m tools.references [--device cuda]``.
 
 The hidden tests of Lab 01 compare a student's ``attention``, ``forward`` and
 ``generate`` with reference outputs stored in
 ``source/lab01_kv_cache/ref/lab01_refs.npz``. This script makes that file. It
 needs only torch, numpy and course_lib (a GPU machine usually has torch but not
-nbgrader), and it holds no answers itself: it reads the **solution cells** of
+nbgrader: this module imports nothing else of the course's tools), and it holds no answers
+itself: it reads the **solution cells** of
 the instructor notebook (``source/lab01_kv_cache/lab01_kv_cache.ipynb``) and runs
 them on secret inputs. It also runs the realistic mistakes of
 ``tools/variants/lab01_kv_cache.py`` on the same inputs and stores their
@@ -26,7 +27,6 @@ import argparse
 import contextlib
 import datetime as _dt
 import hashlib
-import importlib.util
 import io
 import json
 import platform
@@ -41,15 +41,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .minigpt import load_minigpt, weights_fingerprint
+from course_lib.minigpt import load_minigpt, weights_fingerprint
+from tools import layout
 
-ROOT = Path(__file__).resolve().parent.parent
 LAB = "lab01_kv_cache"
-SOURCE_NOTEBOOK = ROOT / "source" / LAB / f"{LAB}.ipynb"
-REF_DIR = ROOT / "source" / LAB / "ref"
+SOURCE_NOTEBOOK = layout.source_notebook(LAB)
+REF_DIR = layout.reference_dir(LAB)
 REF_FILE = "lab01_refs.npz"
 META_FILE = "lab01_refs_meta.json"
-VARIANTS_FILE = ROOT / "tools" / "variants" / f"{LAB}.py"
+ROOT = layout.ROOT
 
 #: Seed of the secret inputs (the inputs themselves are stored in the reference file).
 INPUT_SEED = 20261123
@@ -132,13 +132,11 @@ def load_solution(notebook: Path = SOURCE_NOTEBOOK, device: str = "cpu") -> dict
     return build_namespace(setup, solutions, device=device)
 
 
-def load_variants(path: Path = VARIANTS_FILE):  # -> module | None
-    """tools/variants/lab01_kv_cache.py, loaded by path (None if the repository lacks it)."""
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("lab01_variants", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+def load_variants():  # -> module
+    """The realistic mistakes and correct variants of Lab 01 (``tools/variants/lab01_kv_cache.py``)."""
+    module = layout.variants(LAB)
+    if module is None:
+        raise RuntimeError(f"tools/variants/{LAB}.py is missing: the mistakes' outputs cannot be stored")
     return module
 
 
