@@ -57,7 +57,7 @@ c.IgnorePattern.pattern = r"\w*Warning: "
 # - CourseVerdict (tools/verdict_step.py) runs every test, hidden ones included, in a grader
 #   process apart from the student's code, and puts its failures first into the test cells, so
 #   SaveAutoGrades scores a test only if both passed it;
-# then the integrity check (the post-convert hook; tools/pipeline.py runs it itself, for a whole
+# then the integrity check (the post-convert hook; tools/holds.py; make autograde runs it itself, for a whole
 # batch at once). A submission whose integrity check cannot run has its points held.
 c.Autograde.autograde_preprocessors = [
     "tools.sandbox.CourseExecute",
@@ -70,7 +70,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
-c.Autograde.post_convert_hook = "tools.pipeline.integrity_hook"
+c.Autograde.post_convert_hook = "tools.holds.integrity_hook"
 
 # Feedback must not show the hidden tests, nor anything graded code printed while or after
 # they ran (tools/feedback.py: StripHiddenTestOutput), nor files of the graded folder such as the

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-from tools import budget, pipeline, sandbox  # noqa: E402
+from tools import budget, layout, pipeline, sandbox  # noqa: E402
 from tools.samples import write_submission  # noqa: E402
 
 
@@ -129,9 +129,9 @@ def bench_autograde(labs: list[str], n: int) -> dict[tuple[str, bool], list[floa
     times: dict[tuple[str, bool], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="kvsb-bench-course-") as tmp:
         root = Path(tmp)
-        (root / "source").mkdir()
+        (root / layout.SOURCE).mkdir()
         for lab in labs:
-            shutil.copytree(ROOT / "source" / lab, root / "source" / lab)
+            shutil.copytree(ROOT / layout.SOURCE / lab, root / layout.SOURCE / lab)
         shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
         pipeline.release(root)
         pairs = []

@@ -30,10 +30,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from course_lib import roofline  # noqa: E402
+from tools import layout  # noqa: E402
 from tools.references import device_meta, notebook_code, set_exact_fp32  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-LAB02_SOURCE = ROOT / "source" / "lab02_roofline" / "lab02_roofline.ipynb"
+LAB02_SOURCE = layout.source_notebook("lab02_roofline")
 
 #: (label, dtype, bytes per element, heads, head_dim, prefill lengths, decode lengths)
 SETTINGS = [

@@ -1383,6 +1383,10 @@ else:
 # * First plot: the notebook's CPU setting (fp32, the same heads and lengths as your CPU points),
 #   your CPU points and roof next to the GPU's. Same code, same intensities: only the roofs move.
 # * Second plot: a Llama-like layer in fp16, on the GPU's measured roof and its datasheet roof.
+#
+# While the lab is graded the tables are printed but the two plots are not drawn: they are the
+# same for every student. (Your own CPU measurement above also runs smaller then: three
+# repeats, two prefill and two decode lengths.)
 
 # %%
 from course_lib import measured
@@ -1410,21 +1414,22 @@ for _dtype, _setting in GPU_SETTINGS.items():
     report(gpu_tables[_dtype], f"{GPU_DATA['meta']['device_name']}, {_dtype}")
 
 # %%
+# The same for every student: not drawn while the lab is graded (the tables above are printed).
 _name = GPU_DATA["meta"]["device_name"]
 _pts = [(f"N={n:,}", i, g * 1e9, f"{phase}, this CPU") for phase, n, i, g in
         zip(cpu_points["phase"], cpu_points["N"], cpu_points["intensity (FLOP/B)"], cpu_points["GFLOP/s"], strict=True)]
 _t = gpu_tables["float32"]
 _pts += [(f"N={n:,}", i, g * 1e9, f"{phase}, {_name}") for phase, n, i, g in
          zip(_t["phase"], _t["N"], _t["intensity (FLOP/B)"], _t["GFLOP/s"], strict=True)]
-ax = plot_roofline([cpu, measured.roof(GPU_DATA, "float32")], _pts, annotate_points=False,
-                   title=f"The same fp32 attention on this CPU and on an {_name} (measured roofs)")
-plt.show()
-
-_t = gpu_tables["float16"]
-_spec = roofline.spec_for_gpu(_name)
-ax = plot_roofline([measured.roof(GPU_DATA, "float16")] + ([_spec] if _spec is not None else []),
-                   roofline_points(_t), title=f"A Llama-like layer (fp16) on an {_name}: measured and datasheet roofs")
-plt.show()
+if not GRADING:
+    ax = plot_roofline([cpu, measured.roof(GPU_DATA, "float32")], _pts, annotate_points=False,
+                       title=f"The same fp32 attention on this CPU and on an {_name} (measured roofs)")
+    plt.show()
+    _spec = roofline.spec_for_gpu(_name)
+    ax = plot_roofline([measured.roof(GPU_DATA, "float16")] + ([_spec] if _spec is not None else []),
+                       roofline_points(gpu_tables["float16"]),
+                       title=f"A Llama-like layer (fp16) on an {_name}: measured and datasheet roofs")
+    plt.show()
 
 # %% [markdown]
 # **Written answer (3 points).** Look at your measured points. (a) Which side of the CPU's

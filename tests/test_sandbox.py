@@ -140,7 +140,7 @@ def test_pipeline_wires_sandbox_for_autograde_only(course):
         [p for p in configured if p != "tools.sandbox.CourseExecute"]
     # the pipeline runs the integrity check itself, for the batch; nbgrader's commands by the hook
     assert on.Autograde.post_convert_hook is None
-    assert pipeline._load_config(course).Autograde.post_convert_hook == "tools.pipeline.integrity_hook"
+    assert pipeline._load_config(course).Autograde.post_convert_hook == "tools.holds.integrity_hook"
     pps = list(off.GenerateFeedback.preprocessors)
     names = [p if isinstance(p, str) else p.__name__ for p in pps]
     assert sum(n.endswith("StripHiddenTestOutput") for n in names) == 1

@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 from course_lib.grading import TENSOR_RTOL
+from tools import layout
 from tools import references as R
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = layout.ROOT
 REPORT = ROOT / "docs" / "calibration_lab01.md"
 #: Outputs of the same reference run with TF32 on (made by bench/gpu_measure.sh on a GPU).
 TF32_REFS = ROOT / "docs" / "benchmarks" / "gpu_h200" / "lab01_refs_cuda_tf32.npz"

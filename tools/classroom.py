@@ -36,7 +36,7 @@ submission that fails (broken JSON, dead kernel, ...) is recorded and never stop
 worker that dies takes only its unfinished share with it, and the next ``grade`` redoes those.
 
 Why one module of this size: generating, grading, resuming and reporting a synthetic class
-share its manifest and state files; the grading itself is ``tools/pipeline.py``'s.
+share its manifest and state files; the grading itself is ``tools/autograde.py``'s.
 """
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ def setup_course(course: Path, root: Path = ROOT) -> Path:
     course.mkdir(parents=True, exist_ok=True)
     stale = any(_sha256(layout.source_notebook(lab, root)) != _sha256(layout.source_notebook(lab, course))
                 for lab in available_labs(root))
-    if stale or not (course / "release").exists() or not (course / "nbgrader_config.py").exists():
-        if (course / "source").exists():
-            shutil.rmtree(course / "source")
-        shutil.copytree(root / "source", course / "source")
+    if stale or not (course / layout.RELEASE).exists() or not (course / "nbgrader_config.py").exists():
+        if (course / layout.SOURCE).exists():
+            shutil.rmtree(course / layout.SOURCE)
+        shutil.copytree(root / layout.SOURCE, course / layout.SOURCE)
         shutil.copy(root / "nbgrader_config.py", course / "nbgrader_config.py")
         release(course)
     return course
@@ -165,7 +165,7 @@ def calibrate(course: Path, lab: str, variants: list[str], verbose: bool = True)
     if todo:
         scratch = Path(tempfile.mkdtemp(prefix="kvcourse-calibrate-"))
         try:
-            shutil.copytree(course / "source", scratch / "source")
+            shutil.copytree(course / layout.SOURCE, scratch / layout.SOURCE)
             shutil.copy(course / "nbgrader_config.py", scratch / "nbgrader_config.py")
             release(scratch)
             names = {}
@@ -289,7 +289,7 @@ def generate(course: Path = DEFAULT_COURSE, lab: str = "lab00_cache_sizing", n: 
     if problems and verbose:
         print(f"warning: variants that do not behave as declared (expected = what they got): {problems}")
 
-    for old in (course / "submitted").glob(f"*/{lab}"):
+    for old in (course / layout.SUBMITTED).glob(f"*/{lab}"):
         shutil.rmtree(old)
     students = {}
     for position, index in enumerate(order):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import nbformat
 
+from tools import layout
 from tools.samples import ROOT, fill, submission_cells
 
 #: The exchange settings tested here and installed on a JupyterHub machine.
@@ -110,7 +111,7 @@ class RoundTrip:
             closed = [p for p in [self.workdir, *self.workdir.parents] if not os.stat(p).st_mode & 0o001]
             if closed:
                 raise ValueError(f"workdir: students cannot reach {self.workdir}; {closed[0]} is closed to others")
-        shutil.copytree(ROOT / "source" / self.lab, self.course / "source" / self.lab)
+        shutil.copytree(ROOT / layout.SOURCE / self.lab, self.course / layout.SOURCE / self.lab)
         shutil.copy(ROOT / "nbgrader_config.py", self.course / "nbgrader_config.py")
         self.config_dir.mkdir()
         shutil.copy(EXCHANGE_CONFIG, self.config_dir / "nbgrader_config.py")

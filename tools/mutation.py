@@ -69,7 +69,7 @@ class VariantResult:
 
 def _scratch_course(root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="kvcourse-mutation-"))
-    shutil.copytree(root / "source", tmp / "source")
+    shutil.copytree(root / layout.SOURCE, tmp / layout.SOURCE)
     shutil.copy(root / "nbgrader_config.py", tmp / "nbgrader_config.py")
     return tmp
 

@@ -31,7 +31,7 @@ grader's working folder (the course root): two different sockets, so "Kernel did
 
 Use it for autograde only (the student's own JupyterLab keeps the normal kernel):
 :func:`autograde_preprocessors` returns nbgrader's autograde preprocessors with ``Execute``
-replaced by :class:`SandboxExecute`. ``tools/pipeline.py`` does that by default when
+replaced by :class:`SandboxExecute`. ``tools/course_api.py`` (``make_api``) does that by default when
 :func:`probe` says the sandbox works here; ``KVCOURSE_SANDBOX=0`` turns it off, ``=1`` makes
 a missing sandbox an error instead of a warning.
 

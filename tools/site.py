@@ -61,8 +61,8 @@ from tools import layout
 from tools.layout import ROOT
 
 DOCS_DIR = ROOT / "docs"
-SOURCE_DIR = ROOT / "source"
-RELEASE_DIR = ROOT / "release"
+SOURCE_DIR = ROOT / layout.SOURCE
+RELEASE_DIR = ROOT / layout.RELEASE
 BUILD_DIR = ROOT / "build"
 CACHE_DIR = BUILD_DIR / ".site-cache"
 MATHJAX_DIR = ROOT / ".cache" / "mathjax" / "node_modules" / "mathjax" / "es5"

@@ -14,7 +14,7 @@ among the cell's outputs, so nbgrader's ``SaveAutoGrades`` scores the cell 0 (it
 order and stops at the first error or result). A cell scores its points only if both the
 student's kernel and the verdict pass it. The verdict itself is kept in the notebook's metadata
 (``kvcourse.verdict``), written by nbgrader's process after the student's kernel has ended; the
-integrity check (``tools/pipeline.py``) and the feedback (``tools/sandbox.py``) read it there.
+integrity check (``tools/holds.py``) and the feedback (``tools/feedback.py``) read it there.
 
 A verdict that cannot be computed fails every test, with the reason.
 """
