@@ -157,6 +157,7 @@ def calibrate(course: Path, lab: str, variants: list[str], verbose: bool = True)
     """
     from nbgrader.api import Gradebook, MissingEntry
 
+    from tools.grades import test_scores
     from tools.pipeline import autograde, release
 
     cache_file = course / "calibration" / f"{lab}-{_calibration_key(course, lab)}.json"
@@ -189,10 +190,7 @@ def calibrate(course: Path, lab: str, variants: list[str], verbose: bool = True)
                         except MissingEntry:
                             entry["problems"].append("no gradebook entry")
                         else:
-                            for grade in nb.grades:
-                                d = grade.to_dict()
-                                if d["cell_type"] == "code":
-                                    entry["cells"][d["name"]] = float(d["auto_score"] or 0.0)
+                            entry["cells"] = {gid: points for gid, (points, _max) in test_scores(nb).items()}
                             entry["total"] = sum(entry["cells"].values())
                             declared = declared_expectation(course, lab, variant)
                             for gid, allowed in declared.items():
@@ -544,7 +542,7 @@ def results(course: Path = DEFAULT_COURSE, labs: list[str] | None = None,
     """Read every roster entry's grade (or only ``students``') from the gradebook last used by ``grade``."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    from tools.pipeline import named_mistakes
+    from tools.grades import named_mistakes, test_scores
 
     course = Path(course).resolve()
     db_kind = json.loads((course / "gradebook.json").read_text())["db"]
@@ -568,10 +566,7 @@ def results(course: Path = DEFAULT_COURSE, labs: list[str] | None = None,
                 except MissingEntry:
                     r.status = "not graded: no gradebook entry"
                 else:
-                    for grade_ in nb.grades:
-                        d = grade_.to_dict()
-                        if d["cell_type"] == "code":
-                            r.cells[d["name"]] = float(d["auto_score"] or 0.0)
+                    r.cells = {gid: points for gid, (points, _max) in test_scores(nb).items()}
                     r.score = sum(r.cells.values())
                     r.mistakes = named_mistakes(layout.autograded_notebook(s.student, s.lab, course))
             out.append(r)

@@ -184,6 +184,25 @@ def _hand_grading_status(pending: list[str]) -> str:
     return f"needs hand grading: {_answers(len(pending))}" if pending else ""
 
 
+def score_of_record(d: dict) -> float | None:
+    """The points of one of nbgrader's Grade rows (``Grade.to_dict()``): a manual score (the
+    formgrader's, or an integrity hold's 0) replaces the automatic one; None if it has neither."""
+    return d["manual_score"] if d["manual_score"] is not None else d["auto_score"]
+
+
+def test_scores(nb) -> dict[str, tuple[float, float]]:  # nb: nbgrader.api.SubmissionNotebook
+    """Each autograded test cell of a graded notebook: grade_id -> (points of record, max points).
+
+    The one way the course reads test scores from the gradebook: the grades, the class-scale
+    tools, their calibration and the mutation matrix all count what the gradebook holds."""
+    out = {}
+    for grade in nb.grades:
+        d = grade.to_dict()
+        if d["cell_type"] == "code":
+            out[d["name"]] = (float(score_of_record(d) or 0.0), float(d["max_score"] or 0.0))
+    return out
+
+
 def _add_grade(row: GradeRow, d: dict) -> None:
     """Add one of nbgrader's Grade rows (``Grade.to_dict()``) to ``row``.
 
@@ -197,13 +216,13 @@ def _add_grade(row: GradeRow, d: dict) -> None:
     extra = float(d.get("extra_credit") or 0.0)
     if d["cell_type"] == "code":
         row.auto_max += max_score
-        score = d["manual_score"] if d["manual_score"] is not None else d["auto_score"]
+        score = score_of_record(d)
         row.auto_score += score or 0.0
         row.cells[d["name"]] = float(score or 0.0)
         row.manual_score += extra
         return
     row.manual_max += max_score
-    score = d["manual_score"] if d["manual_score"] is not None else d["auto_score"]
+    score = score_of_record(d)
     if score is None:
         row.manual_pending.append(d["name"])
     else:

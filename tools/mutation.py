@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools import layout
+from tools.grades import test_scores
 from tools.pipeline import autograde, cell_errors, release
 from tools.samples import ROOT, available_labs, load_variants, write_submission
 
@@ -131,10 +132,7 @@ def run(labs: list[str] | None = None, everything: bool = False, root: Path = RO
                         except MissingEntry:
                             res.graded, res.error = False, "no gradebook entry"
                         else:
-                            for grade in nb.grades:
-                                d = grade.to_dict()
-                                if d["cell_type"] == "code":
-                                    res.scores[d["name"]] = (d["auto_score"] or 0.0, d["max_score"])
+                            res.scores = test_scores(nb)
                         res.errors = cell_errors(layout.autograded_notebook(student, lab, course))
                     results.append(res)
         return results
