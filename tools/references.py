@@ -4,8 +4,8 @@ The hidden tests of Lab 01 compare a student's ``attention``, ``forward`` and
 ``generate`` with reference outputs stored in
 ``source/lab01_kv_cache/ref/lab01_refs.npz``. This script makes that file. It
 needs only torch, numpy and course_lib (a GPU machine usually has torch but not
-nbgrader: this module imports nothing else of the course's tools), and it holds no answers
-itself: it reads the **solution cells** of
+nbgrader: of the course's tools it imports only ``tools.layout`` and the lab's variants, which
+need nothing more), and it holds no answers itself: it reads the **solution cells** of
 the instructor notebook (``source/lab01_kv_cache/lab01_kv_cache.ipynb``) and runs
 them on secret inputs. It also runs the realistic mistakes of
 ``tools/variants/lab01_kv_cache.py`` on the same inputs and stores their
