@@ -54,7 +54,7 @@ from course_lib.minigpt import count_params  # noqa: E402
 from course_lib.specs import MINIGPT  # noqa: E402
 from course_lib.specs import model as model_spec  # noqa: E402
 from course_lib.timing import format_seconds  # noqa: E402
-from tools.references import device_meta, load_solution, set_exact_fp32  # noqa: E402
+from tools.references import code_cell_defining, device_meta, load_solution, set_exact_fp32  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -156,28 +156,12 @@ def _timed(fn, repeats: int, device: str) -> float:
 
 
 def gqa_attention_ways() -> dict:
-    """Three ways to attend with H query heads over H_kv < H KV heads (same result)."""
-    def repeat_interleave(q, k, v):
-        g = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
-        return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1) @ v
-
-    def broadcast_5d(q, k, v):
-        b, h, t, d = q.shape
-        h_kv = k.shape[1]
-        q5 = q.reshape(b, h_kv, h // h_kv, t, d)
-        w = torch.softmax(q5 @ k[:, :, None].transpose(-2, -1) / math.sqrt(d), dim=-1)
-        return (w @ v[:, :, None]).reshape(b, h, t, d)
-
-    def grouped_rows(q, k, v):
-        b, h, t, d = q.shape
-        h_kv = k.shape[1]
-        rows = q.reshape(b, h_kv, (h // h_kv) * t, d)
-        w = torch.softmax(rows @ k.transpose(-2, -1) / math.sqrt(d), dim=-1)
-        return (w @ v).reshape(b, h, t, d)
-
-    return {"repeat_interleave": repeat_interleave, "5-D broadcast @": broadcast_5d,
-            "grouped rows": grouped_rows}
+    """Three ways to attend with H query heads over H_kv < H KV heads (same result): the
+    functions of the Lab 01 notebook's GQA comparison cell, run as the notebook defines them."""
+    ns: dict = {"math": math, "torch": torch}
+    exec(compile(code_cell_defining("gqa_grouped_rows"), "<lab01 GQA cell>", "exec"), ns)  # noqa: S102
+    return {"repeat_interleave": ns["gqa_repeat_interleave"], "5-D broadcast @": ns["gqa_broadcast_5d"],
+            "grouped rows": ns["gqa_grouped_rows"]}
 
 
 def bench_gqa(length: int, repeats: int, device: str) -> list[tuple[str, int, int, int, dict]]:

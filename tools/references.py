@@ -109,6 +109,17 @@ def notebook_code(notebook: Path = SOURCE_NOTEBOOK) -> tuple[list[str], dict[str
     return setup, solutions
 
 
+def code_cell_defining(name: str, notebook: Path = SOURCE_NOTEBOOK) -> str:
+    """The source of the notebook's code cell that defines function ``name`` (for scripts that run
+    the lab's own demonstration code, e.g. the benchmark's GQA comparison)."""
+    nb = json.loads(Path(notebook).read_text())
+    for cell in nb["cells"]:
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        if cell["cell_type"] == "code" and re.search(rf"^def {re.escape(name)}\(", src, re.MULTILINE):
+            return src
+    raise LookupError(f"no code cell of {notebook} defines {name}()")
+
+
 def build_namespace(setup: list[str], solutions: dict[str, str], replace: dict[str, str] | None = None,
                     device: str = "cpu") -> dict[str, Any]:
     """Execute the setup and solution cells (some replaced) and return their namespace.
