@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python
 
 .PHONY: help demo test test-fast lint notebooks release samples autograde report site site-student \
-        references calibrate mutation bench bench-grading bench-sandbox class exchange sysdeps clean
+        references calibrate mutation bench bench-grading bench-sandbox class exchange lms sysdeps clean
 
 help:
 	@echo "make demo        release the labs, autograde the sample submissions, feedback, grades, solutions site"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-grading  time serial vs parallel grading of the synthetic class, check every grade"
 	@echo "make bench-sandbox  what the grading sandbox costs per submission"
 	@echo "make exchange    nbgrader exchange round trip (release, fetch, submit, collect, autograde)"
+	@echo "make lms MAP=ids.csv  the grades as a Canvas gradebook import (canvas_grades.csv; README \"Grades into the LMS\")"
 	@echo "make lint        ruff"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -103,6 +104,14 @@ bench-sandbox: $(STAMP) sysdeps
 
 exchange: $(STAMP)
 	$(RUN) -m tools.exchange
+
+# Grades into the LMS (README "Grades into the LMS"): MAP = the id mapping file; LMS_OUT the file
+# written; LMS_FLAGS e.g. --allow-provisional, --missing-as-zero
+MAP       ?= ids.csv
+LMS_OUT   ?= canvas_grades.csv
+LMS_FLAGS ?=
+lms: $(STAMP)
+	$(RUN) -m tools.lms canvas --map $(MAP) --out $(LMS_OUT) $(LMS_FLAGS)
 
 clean:
 	-$(RUN) -m tools.classroom clean

@@ -92,6 +92,10 @@ def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
     print(f"   {len(verdicts)} graded submissions checked, {sum(v.held for v in verdicts.values())} held for review")
     print("5. feedback, grades.csv and scores")
     rows = report(root, runs, verdicts)
+    from tools.lms import demo_export
+
+    print("   LMS export (sample id mapping, provisional totals allowed): "
+          + ", ".join(str(p.relative_to(root)) for p in demo_export(root, rows)))
     if site:
         from tools import site as site_tool
 
