@@ -398,5 +398,7 @@ def test_every_correct_variant_passes_the_verdict(lab: str, variant: str, fresh_
     release = nbformat.read(fresh_release / lab / f"{lab}.ipynb", as_version=4)
     path = tmp_path / f"{lab}.ipynb"
     nbformat.write(fill(release, submission_cells(ROOT, lab, variant)), path)
-    v = verdict.run_in_subprocess(path, _source(lab))
+    # through the warm forking server, as autograde runs it (each verdict still a fresh process;
+    # the cold path is what the tests above use)
+    v = verdict.run_in_subprocess(path, _source(lab), warm=True)
     assert v.tests and not _failed(v), {t: r.message[:300] for t, r in v.tests.items() if not r.passed}
