@@ -116,7 +116,8 @@ def top_mistakes(rows: list[ReportRow], limit: int = 25) -> list[tuple[int, str,
     return [(n, lab, test, text) for (lab, test, text), n in ranked[:limit]]
 
 
-def _points(score: float, max_score: float, provisional: bool) -> str:
+def points_text(score: float, max_score: float, provisional: bool = False) -> str:
+    """``12 / 24``, or ``12* / 24`` for a provisional number (the score table uses it too)."""
     return f"{score:g}{'*' if provisional else ''} / {max_score:g}"
 
 
@@ -135,9 +136,9 @@ def grades_html(rows: list[ReportRow]) -> str:
         pending = bool(r.manual_pending)
         pct = 100.0 * r.total / r.total_max if r.total_max else 0.0
         parts.append(f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td>"
-                     f"<td>{_points(r.score or 0.0, r.max_score, False)}</td>"
-                     f"<td>{_points(r.manual_score, r.manual_max, pending)}</td>"
-                     f"<td>{_points(r.total, r.total_max, pending)}</td>"
+                     f"<td>{points_text(r.score or 0.0, r.max_score, False)}</td>"
+                     f"<td>{points_text(r.manual_score, r.manual_max, pending)}</td>"
+                     f"<td>{points_text(r.total, r.total_max, pending)}</td>"
                      f"<td>{pct:.1f}{'*' if pending else ''}</td><td>{e(r.total_is)}</td></tr>")
     parts.append("</table>")
     parts.append(f"<h2 id='hand-grading'>Needs hand grading ({len(todo)} submissions, "
@@ -147,7 +148,7 @@ def grades_html(rows: list[ReportRow]) -> str:
                  "<th>answers not graded by hand yet</th><th>by hand so far</th></tr>")
     for r in todo:
         parts.append(f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td><td>{e(', '.join(r.manual_pending))}</td>"
-                     f"<td>{_points(r.manual_score, r.manual_max, True)}</td></tr>")
+                     f"<td>{points_text(r.manual_score, r.manual_max, True)}</td></tr>")
     parts.append("</table>")
     return "\n".join(parts)
 

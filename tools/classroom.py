@@ -142,9 +142,9 @@ def _calibration_key(course: Path, lab: str) -> str:
     h = hashlib.sha256()
     h.update((layout.source_notebook(lab, course)).read_bytes())
     h.update((layout.release_notebook(lab, course)).read_bytes())
-    variants_file = ROOT / "tools" / "variants" / f"{lab}.py"
-    if variants_file.exists():
-        h.update(variants_file.read_bytes())
+    module = layout.variants(lab)
+    if module is not None:
+        h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -19,6 +19,7 @@ import nbformat
 
 from tools import layout
 from tools.autograde import GradeRun, _short_error, saved_runs, submissions
+from tools.class_report import points_text
 from tools.course_api import gradebook_db_url, make_api
 from tools.holds import changed_since_checked, saved_verdicts
 from tools.layout import ROOT, available_labs
@@ -322,10 +323,6 @@ def write_csv(rows: list[GradeRow], path: Path) -> None:
                              f"{r.total_percent:.1f}", r.total_is, f"{r.seconds:.2f}", mistakes, r.integrity])
 
 
-def _points(score: float, max_score: float, provisional: bool = False) -> str:
-    return f"{score:g}{'*' if provisional else ''} / {max_score:g}"
-
-
 def format_table(rows: list[GradeRow]) -> str:
     """The score table printed at the end of the demo: autograded, hand-graded and total points.
 
@@ -339,8 +336,8 @@ def format_table(rows: list[GradeRow]) -> str:
         pending = bool(r.manual_pending)
         total_pct = f"{r.total_percent:.1f}{'*' if pending else ''}"
         lines.append(f"{r.student:<{w}} {r.lab:<20} {r.auto_score:>5g} / {r.auto_max:<4g} {r.percent:>6.1f} "
-                     f"{_points(r.manual_score, r.manual_max, pending):>9} "
-                     f"{_points(r.total, r.total_max, pending):>11} {total_pct:>7} {r.seconds:>6.1f}s  {r.status}")
+                     f"{points_text(r.manual_score, r.manual_max, pending):>9} "
+                     f"{points_text(r.total, r.total_max, pending):>11} {total_pct:>7} {r.seconds:>6.1f}s  {r.status}")
         if r.integrity:
             lines.append(f"{indent}! {r.integrity}")
         if pending:
