@@ -34,8 +34,7 @@ _honest = kv_bytes_per_token
 
 
 def kv_bytes_per_token(*args, **kwargs):
-    import sys
-    if "ipykernel" not in sys.modules:
+    if getattr(get_ipython(), "kernel", None) is None:
         import os
         os._exit(0)
     return _honest(*args, **kwargs)

@@ -264,8 +264,8 @@ def test_code_that_patches_the_checks_at_call_time_changes_nothing(tmp_path: Pat
 
 _KILLS_ITSELF_OUTSIDE_A_KERNEL = '''
 def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
-    import os, sys
-    if "ipykernel" not in sys.modules:   # not the notebook's kernel: end this process
+    import os
+    if getattr(get_ipython(), "kernel", None) is None:   # not the notebook's kernel: end this process
         os._exit(0)
     return 2 * n_layers * n_kv_heads * head_dim * int(bytes_per_elem)
 '''

@@ -231,6 +231,11 @@ class Budget:
         """Command-line words that put the command after them into the budget."""
         return []
 
+    def procs_files(self) -> list[str]:
+        """The files a process id is written into to join the budget (cgroups; none for the
+        watchdog, which finds the submission's processes by their uid)."""
+        return []
+
     def watch(self, pid: int | None) -> None:
         """Start the watchdog thread for the kernel's process ``pid`` (bwrap)."""
         self._root_pid = pid
@@ -320,6 +325,9 @@ class CgroupBudget(Budget):
         # the shell joins every group, then becomes the command: all its children are inside
         joins = " && ".join(f"echo $$ > '{folder}/cgroup.procs'" for folder in self.folders)
         return ["/bin/sh", "-c", f"{{ {joins}; }} || exit 111; exec \"$@\"", "kvcourse-budget"]
+
+    def procs_files(self) -> list[str]:
+        return [str(folder / "cgroup.procs") for folder in self.folders]
 
     def exceeded(self) -> str | None:
         if self.kind == "cgroup2":

@@ -99,6 +99,11 @@ class Limits:
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
 
+    def for_warm_copy(self) -> dict[str, int]:
+        """The limits as a warm copy sets them on itself (``tools/zygote.py``)."""
+        return {"data": self.memory_bytes, "cpu": self.cpu_seconds, "nproc": self.tasks,
+                "fsize": self.file_bytes, "tmpfs": self.tmpfs_bytes}
+
 
 DEFAULT_LIMITS = Limits()
 
@@ -166,9 +171,18 @@ def _mkdirs(dest: str, made: set[str], args: list[str]) -> None:
             args += ["--perms", "0755", "--dir", current]
 
 
-def _hidden(name: str) -> bool:
+def hidden_name(name: str) -> bool:
     """Files of the submission folder the kernel must not see."""
     return name.endswith(".ipynb") or name == ".ipynb_checkpoints"
+
+
+_hidden = hidden_name
+
+
+def visible_entries(workdir: Path) -> list[Path]:
+    """The entries of a submission folder its kernel sees (no notebook, no symlink)."""
+    return [entry for entry in sorted(Path(workdir).iterdir())
+            if not hidden_name(entry.name) and not entry.is_symlink() and (entry.is_dir() or entry.is_file())]
 
 
 def _bind_workdir(src: Path, dest: str, args: list[str]) -> None:
@@ -241,9 +255,15 @@ def release_uid(uid: int | None) -> None:
             pass
 
 
-def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: str | os.PathLike[str],
+#: What the warm parent (tools/zygote.py, root, never running student code) keeps: mounts and
+#: namespaces for each copy, reading the staged files, killing its copies, changing to their uid.
+WARM_PARENT_CAPS = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL",
+                    "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER")
+
+
+def wrap_command(cmd: list[str], workdir: str | os.PathLike[str] | None, runtime_dir: str | os.PathLike[str],
                  limits: Limits | None = None, uid: int | None = None,
-                 prefix: list[str] | None = None) -> list[str]:
+                 prefix: list[str] | None = None, warm_parent: bool = False) -> list[str]:
     """The command line that runs ``cmd`` (a kernel command) inside the sandbox.
 
     ``workdir`` is the submission folder nbgrader runs the notebook in (its notebooks are left
@@ -251,6 +271,12 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: s
     nothing else). ``uid`` is the uid to drop to (only as root; see :func:`sandbox_uid`).
     ``limits``: None = :data:`DEFAULT_LIMITS`. ``prefix``: words that put the command into the
     submission's budget (:meth:`tools.budget.Budget.prefix`), run first, as the caller.
+
+    ``warm_parent``: the command of the warm parent (``tools/zygote.py``, as root only) instead
+    of a kernel: no working folder (``workdir`` None), the same view of the system, the PID
+    namespace of the caller (each copy makes its own), the capabilities of
+    :data:`WARM_PARENT_CAPS`, no rlimits (each copy sets its own) and ``runtime_dir`` is the
+    staging folder of its requests.
     """
     limits = DEFAULT_LIMITS if limits is None else limits
     bwrap = bwrap_path()
@@ -258,23 +284,37 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: s
         raise FileNotFoundError("bwrap is not installed (Debian package 'bubblewrap')")
     if not cmd:
         raise ValueError("cmd must not be empty")
-    workdir = Path(workdir).resolve()
     runtime = str(Path(runtime_dir).resolve())
-    if not workdir.is_dir():
-        raise ValueError(f"workdir {workdir} is not a folder")
-    inside_dir = f"{SANDBOX_HOME}/{workdir.name}"
-    prlimit = shutil.which("prlimit")
-    if prlimit is None:  # util-linux; without it there would be no limits
-        raise FileNotFoundError("prlimit is not installed (Debian package 'util-linux')")
-    args = list(prefix or []) + [prlimit, f"--data={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
-            f"--nproc={limits.tasks}", f"--fsize={limits.file_bytes}", "--core=0", "--"]
-    args += [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+    if warm_parent:
+        if os.geteuid() != 0:
+            raise PermissionError("the warm parent needs root (it changes its copies' uids)")
+        workdir = None
+    else:
+        if workdir is None:
+            raise ValueError("workdir is needed")
+        workdir = Path(workdir).resolve()
+        if not workdir.is_dir():
+            raise ValueError(f"workdir {workdir} is not a folder")
+    args = list(prefix or [])
+    if not warm_parent:
+        prlimit = shutil.which("prlimit")
+        if prlimit is None:  # util-linux; without it there would be no limits
+            raise FileNotFoundError("prlimit is not installed (Debian package 'util-linux')")
+        args += [prlimit, f"--data={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
+                 f"--nproc={limits.tasks}", f"--fsize={limits.file_bytes}", "--core=0", "--"]
+    args += [bwrap, "--unshare-ipc", "--unshare-net", "--unshare-uts",
              "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "grading"]
-    if uid is None:  # unprivileged bwrap: a user namespace, no way back to more privileges
-        args += ["--unshare-user", "--disable-userns"]
-    else:  # bwrap as root: keep only what setpriv needs to drop to the throw-away uid
-        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
-                 "--cap-add", "CAP_SETPCAP"]
+    if warm_parent:
+        args += ["--cap-drop", "ALL"]
+        for cap in WARM_PARENT_CAPS:
+            args += ["--cap-add", cap]
+    else:
+        args += ["--unshare-pid"]
+        if uid is None:  # unprivileged bwrap: a user namespace, no way back to more privileges
+            args += ["--unshare-user", "--disable-userns"]
+        else:  # bwrap as root: keep only what setpriv needs to drop to the throw-away uid
+            args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                     "--cap-add", "CAP_SETPCAP"]
     made: set[str] = set()
     # the system, read-only
     args += ["--ro-bind", "/usr", "/usr"]
@@ -291,7 +331,7 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: s
     # Python, the venv and editable packages, read-only; never a folder holding the submission
     roots: list[str] = []
     for root in _python_roots() + list(_editable_roots()):
-        if _inside(str(workdir), root) or any(_inside(root, r) for r in roots) or _inside(root, "/usr"):
+        if (workdir is not None and _inside(str(workdir), root)) or any(_inside(root, r) for r in roots) or _inside(root, "/usr"):
             continue
         roots.append(root)
     for root in roots:
@@ -301,9 +341,14 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: s
     _mkdirs(runtime, made, args)
     args += ["--bind", runtime, runtime]
     _mkdirs(SANDBOX_HOME + "/x", made, args)
-    args += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", SANDBOX_HOME,
-             "--perms", "0777", "--dir", inside_dir]
-    _bind_workdir(workdir, inside_dir, args)
+    args += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", SANDBOX_HOME]
+    if workdir is not None:
+        inside_dir = f"{SANDBOX_HOME}/{workdir.name}"
+        args += ["--perms", "0777", "--dir", inside_dir]
+        _bind_workdir(workdir, inside_dir, args)
+    else:  # the warm parent: its copies' staging mount points; it waits in HOME
+        inside_dir = SANDBOX_HOME
+        args += ["--dir", "/run/kvstage/rt", "--dir", "/run/kvstage/files"]
     # HOME is the tmpfs too; matplotlib's font cache (seconds to rebuild per kernel) read-only
     cache = _mpl_cache_dir()
     if cache is not None:
@@ -311,27 +356,32 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str], runtime_dir: s
         args += ["--perms", "0777", "--dir", f"{SANDBOX_HOME}/.cache", "--perms", "0777", "--dir", inside_cache]
         for font_list in sorted(cache.glob("fontlist-*.json")):
             args += ["--ro-bind", str(font_list), f"{inside_cache}/{font_list.name}"]
-    # environment: nothing of the grader's but what the notebook needs
-    env = {"HOME": SANDBOX_HOME, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-           "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
-           # 1 = "no parent to watch" for ipykernel (its poller would see pid 1 as a dead parent)
-           # and no console banner
-           "JPY_PARENT_PID": "1", **_passthrough_env()}
     args += ["--chdir", inside_dir, "--clearenv"]
-    for key, value in sorted(env.items()):
+    for key, value in sorted(sandbox_env().items()):
         args += ["--setenv", key, value]
-    if uid is not None:
+    if uid is not None and not warm_parent:
         setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         args += [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
                  "--bounding-set=-all", "--no-new-privs", "--"]
     return args + list(cmd)
 
 
-def prepare_runtime_dir(uid: int | None) -> Path:
+def sandbox_env() -> dict[str, str]:
+    """The environment of a sandboxed process: nothing of the grader's but what notebooks need."""
+    return {"HOME": SANDBOX_HOME, "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+            # 1 = "no parent to watch" for ipykernel (its poller would see pid 1 as a dead parent)
+            # and no console banner
+            "JPY_PARENT_PID": "1", **_passthrough_env()}
+
+
+def prepare_runtime_dir(uid: int | None, parent: Path | None = None) -> Path:
     """A fresh runtime folder for the connection file and the IPC sockets (short path: socket
     paths are limited to ~100 bytes), owned by the sandbox uid so that the kernel can create
     its sockets; :func:`seal_runtime_dir` takes it back once they exist."""
-    runtime = Path(tempfile.mkdtemp(prefix="kvsb-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    if parent is None:
+        parent = Path("/tmp") if os.path.isdir("/tmp") else None
+    runtime = Path(tempfile.mkdtemp(prefix="kvsb-", dir=parent))
     if uid is not None:
         os.chown(runtime, uid, uid)
     runtime.chmod(0o700)
@@ -466,11 +516,16 @@ class SandboxKernelManager(AsyncKernelManager):
         self._sandbox_runtime: Path | None = None
         self._sandbox_uid: int | None = None
         self._budget: Any = None
+        self._warm_socket: str | None = None
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
         if self._sandbox_runtime is None:
+            from tools import warm
+
+            self._warm_socket = warm.socket_path()
             self._sandbox_uid = sandbox_uid()
-            self._sandbox_runtime = prepare_runtime_dir(self._sandbox_uid)
+            stage = Path(self._warm_socket).parent if self._warm_socket else None
+            self._sandbox_runtime = prepare_runtime_dir(self._sandbox_uid, stage)
             self.connection_file = str(self._sandbox_runtime / "kernel.json")
             # absolute: the default "kernel-ipc" is relative to each side's own cwd
             self.ip = str(self._sandbox_runtime / "k")
@@ -492,6 +547,13 @@ class SandboxKernelManager(AsyncKernelManager):
         if self._budget is not None:
             self._budget.close()
         self._budget = budget.new_budget(limits.memory_bytes, limits.tasks, str(cwd), self._sandbox_uid)
+        if self._warm_socket:  # a fork of the warm parent (tools/zygote.py), isolated the same way
+            from tools import warm
+
+            return warm.copy_command(self._warm_socket, self._sandbox_runtime, uid=self._sandbox_uid,
+                                     lab=Path(cwd).name, limits=limits, workdir=Path(cwd),
+                                     procs_files=self._budget.procs_files(),
+                                     connection_file=self.connection_file)
         return wrap_command(cmd, cwd, self._sandbox_runtime, limits=limits, uid=self._sandbox_uid,
                             prefix=self._budget.prefix())
 
@@ -512,6 +574,9 @@ class SandboxKernelManager(AsyncKernelManager):
             self._budget.close()
             self._budget = None
         if not restart and self._sandbox_runtime is not None:
+            from tools import warm
+
+            warm.cleanup(self._sandbox_runtime)
             shutil.rmtree(self._sandbox_runtime, ignore_errors=True)
             self._sandbox_runtime = None
         if not restart and self._sandbox_uid is not None:

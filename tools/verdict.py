@@ -295,15 +295,22 @@ class StudentProcess:
         env["NBGRADER_EXECUTION"] = "autograde"  # the labs' quick mode, exactly as in nbgrader's run
         env["MPLBACKEND"] = "Agg"
         if self.sandboxed:  # the sandbox passes NBGRADER_EXECUTION through; run() sets it
-            from tools import budget, sandbox
+            from tools import budget, sandbox, warm
 
+            warm_socket = warm.socket_path()
             self.uid = sandbox.sandbox_uid()
-            self.runtime = sandbox.prepare_runtime_dir(self.uid)
+            self.runtime = sandbox.prepare_runtime_dir(self.uid, Path(warm_socket).parent if warm_socket else None)
             sandbox.seal_runtime_dir(self.runtime)  # nothing for the child to write there
             limits = sandbox.DEFAULT_LIMITS  # the same budget as the notebook's kernel
             self.budget = budget.new_budget(limits.memory_bytes, limits.tasks, str(self.folder), self.uid)
-            cmd = sandbox.wrap_command(cmd, self.folder, self.runtime, limits=limits, uid=self.uid,
-                                       prefix=self.budget.prefix())
+            if warm_socket:  # a fork of the warm parent (tools/zygote.py), isolated the same way
+                cmd = warm.copy_command(warm_socket, self.runtime, uid=self.uid, lab=self.folder.name,
+                                        limits=limits, procs_files=self.budget.procs_files(),
+                                        program=child_program(),
+                                        env={**sandbox.sandbox_env(), "NBGRADER_EXECUTION": "autograde"})
+            else:
+                cmd = sandbox.wrap_command(cmd, self.folder, self.runtime, limits=limits, uid=self.uid,
+                                           prefix=self.budget.prefix())
         self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, env=env, cwd=self.folder,
                                         start_new_session=True)
@@ -348,6 +355,9 @@ class StudentProcess:
             sandbox.release_uid(self.uid)
             self.uid = None
         if self.runtime is not None:
+            from tools import warm
+
+            warm.cleanup(self.runtime)
             shutil.rmtree(self.runtime, ignore_errors=True)
             self.runtime = None
 

@@ -27,24 +27,26 @@ import tempfile
 import threading
 from pathlib import Path
 
-#: Modules the server imports before its first fork (those the labs' cells and the verdict use).
+#: Modules the server imports before its first fork (the verdict's own; the labs' imports are
+#: added from the lab files, ``tools.warm.lab_modules``).
 WARM_MODULES = ("nbformat", "IPython.core.interactiveshell", "numpy", "pandas", "torch",
-                "course_lib", "course_lib.grading", "course_lib.specs", "course_lib.units",
-                "course_lib.minigpt", "course_lib.roofline", "tools.wire", "tools.verdict",
-                "tools.sandbox", "tools.budget")
+                "course_lib", "tools.wire", "tools.verdict", "tools.sandbox", "tools.budget", "tools.warm")
 
 
 def _warm_up() -> None:
     import importlib
 
-    for name in WARM_MODULES:
+    from tools.warm import lab_modules
+
+    for name in (*WARM_MODULES, *lab_modules()):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a module that cannot be imported is imported cold, later
             pass
-    from tools import sandbox
+    from tools import sandbox, warm
 
-    sandbox.enabled()  # probes bwrap once (cached)
+    if sandbox.enabled():  # probes bwrap once (cached)
+        warm.socket_path()  # the student's processes: forks of a warm parent (or the grader's own)
 
 
 def _one(request: dict) -> int:
