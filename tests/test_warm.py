@@ -148,8 +148,11 @@ def test_a_copy_sees_nothing_of_another(tmp_path):
     assert seen["data"] == "second's own file"
     assert int(seen["cap_eff"], 16) == 0 and int(seen["cap_bnd"], 16) == 0 and seen["no_new_privs"] == "1"
     assert seen["hostname"] == "grading" and seen["ifaces"] == ["lo"]
-    # /tmp holds only the path to the copy's own runtime folder: no socket, no other copy's folder
-    assert seen["tmp"] == [Path(warm.socket_path()).parent.name]
+    # /tmp holds only the path to the copy's own runtime folder (no socket, no other copy's
+    # folder) and the paths of read-only roots kept below /tmp (a venv there)
+    roots = [*sandbox._python_roots(), *sandbox._editable_roots()]
+    kept = {Path(root).parts[2] for root in roots if root.startswith("/tmp/")}
+    assert sorted(seen["tmp"]) == sorted({Path(warm.socket_path()).parent.name, *kept})
     assert seen["stage"] == [second.runtime.name]
 
 
@@ -223,3 +226,31 @@ def test_cold_when_turned_off(monkeypatch):
     monkeypatch.setenv(warm.ENV_VAR, "0")
     assert warm.socket_path() is None
     assert "off" in warm.status_line()
+
+
+@pytest.mark.system
+@needs_warm
+def test_a_course_kept_in_tmp_still_runs(tmp_path):
+    """The copies put a fresh tmpfs on /tmp: the Python installation, the venv and the course
+    must still be there when they live below /tmp (a clone in a temporary folder)."""
+    if not shutil.which("mount"):
+        pytest.skip("mount(8) is not installed")
+    root = Path(__file__).resolve().parent.parent
+    seen_from = tmp_path / "course"
+    seen_from.mkdir()
+    if subprocess.run(["mount", "--bind", str(root), str(seen_from)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        venv_python = seen_from / Path(sys.prefix).relative_to(root) / "bin" / "python" \
+            if Path(sys.prefix).is_relative_to(root) else Path(sys.executable)
+        check = ("import sys, tempfile; sys.path.insert(0, '.'); from pathlib import Path\n"
+                 "from tools import sandbox, warm\n"
+                 "from tests.test_warm import Copy\n"
+                 "copy = Copy('import torch, course_lib; print(\"ok\")', "
+                 "Path(tempfile.mkdtemp()), 'x')\n"
+                 "print(copy.finish().strip(), copy.process.returncode); copy.close()\n")
+        proc = subprocess.run([str(venv_python), "-c", check], cwd=seen_from, capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        subprocess.run(["umount", "-l", str(seen_from)], check=False)
+    assert proc.stdout.strip().endswith("ok 0"), (proc.stdout, proc.stderr[-2000:])

@@ -61,6 +61,7 @@ import site
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -349,6 +350,10 @@ def wrap_command(cmd: list[str], workdir: str | os.PathLike[str] | None, runtime
     else:  # the warm parent: its copies' staging mount points; it waits in HOME
         inside_dir = SANDBOX_HOME
         args += ["--dir", "/run/kvstage/rt", "--dir", "/run/kvstage/files"]
+        # where a copy parks the read-only roots below /tmp (a course or venv kept in /tmp)
+        # while it puts a fresh tmpfs on /tmp
+        for i in range(sum(1 for root in roots if _inside(root, "/tmp"))):
+            args += ["--dir", f"/run/kvstage/keep{i}"]
     # HOME is the tmpfs too; matplotlib's font cache (seconds to rebuild per kernel) read-only
     cache = _mpl_cache_dir()
     if cache is not None:
@@ -497,10 +502,52 @@ def status_line() -> str:
 # ---------------------------------------------------------------------------------------
 # nbgrader / jupyter_client hooks
 
+from queue import Empty  # noqa: E402
+
+from jupyter_client.asynchronous import AsyncKernelClient  # noqa: E402
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.util import run_sync  # noqa: E402
 from nbgrader.preprocessors import Execute  # noqa: E402
+
+
+class SandboxKernelClient(AsyncKernelClient):
+    """jupyter_client's client, ready as soon as the kernel has answered on both channels.
+
+    jupyter_client's own wait ends by listening to IOPub until it has been quiet for 0.2 s, a
+    fixed cost per kernel; here the quiet wait is 0.02 s. A late IOPub message of the start
+    does no harm: nbclient reads only the messages of the cell it runs."""
+
+    #: seconds of IOPub silence that end the wait
+    quiet_seconds = 0.02
+
+    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:  # IOPub is connected once it carries the request's status messages
+                    await self.iopub_channel.get_msg(timeout=0.2)
+                except Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    break
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+        while True:
+            try:
+                await self.iopub_channel.get_msg(timeout=self.quiet_seconds)
+            except Empty:
+                return
+
+    wait_for_ready = _async_wait_for_ready
 
 
 class SandboxKernelManager(AsyncKernelManager):
@@ -511,6 +558,7 @@ class SandboxKernelManager(AsyncKernelManager):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.client_factory = SandboxKernelClient
         self.transport = "ipc"
         self.cache_ports = False
         self._sandbox_runtime: Path | None = None
