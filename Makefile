@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python
 
 .PHONY: help demo test test-fast lint notebooks release samples autograde report site site-student \
-        references calibrate mutation bench bench-grading bench-sandbox class exchange lms sysdeps clean
+        references calibrate mutation bench bench-grading bench-sandbox class exchange lms deadlines similarity sysdeps clean
 
 help:
 	@echo "make demo        release the labs, autograde the sample submissions, feedback, grades, solutions site"
@@ -25,6 +25,8 @@ help:
 	@echo "make bench-sandbox  what the grading sandbox costs per submission"
 	@echo "make exchange    nbgrader exchange round trip (release, fetch, submit, collect, autograde)"
 	@echo "make lms MAP=ids.csv  the grades as a Canvas gradebook import (canvas_grades.csv; README \"Grades into the LMS\")"
+	@echo "make deadlines   deadlines.toml (due dates, extensions, late policy) into the gradebook (DEADLINES_FLAGS=--allow-past)"
+	@echo "make similarity  pairs of submissions with similar answer code, for a person to read (SIM_FLAGS=\"--lab L --threshold T\")"
 	@echo "make lint        ruff"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -112,6 +114,17 @@ LMS_OUT   ?= canvas_grades.csv
 LMS_FLAGS ?=
 lms: $(STAMP)
 	$(RUN) -m tools.lms canvas --map $(MAP) --out $(LMS_OUT) $(LMS_FLAGS)
+
+# Deadlines (README "Deadlines, extensions and late penalties"): deadlines.toml checked, then its
+# due dates and extensions set in the gradebook; DEADLINES_FLAGS=--allow-past for an old term
+DEADLINES_FLAGS ?=
+deadlines: $(STAMP)
+	$(RUN) -m tools.late set $(DEADLINES_FLAGS)
+
+# Similarity check across submissions (README "Similarity check"): prints the pairs to read
+SIM_FLAGS ?=
+similarity: $(STAMP)
+	$(RUN) -m tools.similarity $(SIM_FLAGS)
 
 clean:
 	-$(RUN) -m tools.classroom clean

@@ -67,10 +67,17 @@ c.Autograde.autograde_preprocessors = [
     "tools.feedback.CapOutputSize",
     "tools.verdict_step.CourseVerdict",
     "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
+    "tools.late.CourseLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.post_convert_hook = "tools.holds.integrity_hook"
+
+# Late penalties (tools/late.py): due dates, extensions and the policy live in deadlines.toml;
+# `make deadlines` puts the due dates and extensions into the gradebook, where nbgrader computes
+# each submission's lateness from its timestamp.txt. CourseLatePenalties is nbgrader's
+# AssignLatePenalties that first writes the student's extension into the submission; nbgrader
+# then asks the plugin for the penalty. No deadlines.toml: no penalty.
+c.AssignLatePenalties.plugin_class = "tools.late.CoursePenaltyPlugin"
 
 # Feedback must not show the hidden tests, nor anything graded code printed while or after
 # they ran (tools/feedback.py: StripHiddenTestOutput), nor files of the graded folder such as the

@@ -612,6 +612,9 @@ def write_html(course: Path, rows: list[Result], path: Path) -> None:
         extra += "<ul>" + "".join(f"<li>{e(w)}</li>" for w in wrong) + "</ul>"
     report_rows = [ReportRow(r.student, r.lab, r.status == "graded", r.status, r.score, r.max_score,
                              dict(r.cells), dict(r.mistakes)) for r in rows]
+    from tools.similarity import classroom_section
+
+    extra += classroom_section(course, {(r.student, r.lab): r.variant for r in rows})
     class_report.write_html(path, course, report_rows, extra)
 
 

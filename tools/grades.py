@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from tools import layout
+from tools import late, layout
 from tools.autograde import GradeRun, _short_error, saved_runs, submissions
 from tools.class_report import points_text
 from tools.course_api import gradebook_db_url, make_api
@@ -144,6 +144,7 @@ class GradeRow:
     cells: dict[str, float] = field(default_factory=dict)  # test grade_id -> points (manual overrides win)
     manual_score: float = 0.0  # hand-graded points so far (written answers, extra credit)
     manual_pending: list[str] = field(default_factory=list)  # written answers not graded by hand yet
+    lateness: late.Lateness | None = None  # against its due date (tools/late.py); None: the lab has none
 
     @property
     def percent(self) -> float:
@@ -162,6 +163,20 @@ class GradeRow:
     @property
     def total_percent(self) -> float:
         return 100.0 * self.total / self.total_max if self.total_max else 0.0
+
+    @property
+    def late_penalty(self) -> float:
+        """The late penalty in points: the policy's percentage of ``total`` (0 when on time)."""
+        return late.penalty_points(self.total, self.lateness.percent) if self.lateness else 0.0
+
+    @property
+    def final(self) -> float:
+        """The score of record: ``total`` less the late penalty, never below 0 (the LMS gets this)."""
+        return max(0.0, self.total - self.late_penalty)
+
+    @property
+    def final_percent(self) -> float:
+        return 100.0 * self.final / self.total_max if self.total_max else 0.0
 
     @property
     def total_is(self) -> str:
@@ -248,6 +263,7 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
     else:
         notes = {key: (v.held, v.summary()) for key, v in verdicts.items() if v.findings or v.disagreements}
     changed = changed_since_checked(root)
+    deadlines = late.load(root)
     rows = []
     with Gradebook(gradebook_db_url(root)) as gb:
         for student, lab in submissions(root):
@@ -272,6 +288,7 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                 if row.manual_pending:
                     row.status += "; " + _hand_grading_status(row.manual_pending)
                 row.failed_tests = named_mistakes(layout.autograded_notebook(student, lab, root))
+                row.lateness = late.lateness(nb.assignment, deadlines)
                 if (student, lab) in notes:
                     held, summary = notes[(student, lab)]
                     row.integrity = ("HELD for review: " if held else "note: ") + summary
@@ -301,7 +318,9 @@ NBGRADER_EXPORT = "nbgrader_export.csv"
 
 CSV_COLUMNS = ["student", "lab", "status", "autograded_points", "autograded_max", "autograded_percent",
                "hand_graded_points", "hand_graded_max", "answers_not_hand_graded", "total_points", "total_max",
-               "total_percent", "total_is", "grading_seconds", "failed_tests", "integrity"]
+               "total_percent", "total_is", "grading_seconds", "failed_tests", "integrity",
+               "due", "submitted", "late_by", "late_penalty_percent", "late_penalty_points", "final_points",
+               "final_percent", "late_note"]
 
 
 def write_csv(rows: list[GradeRow], path: Path) -> None:
@@ -311,7 +330,10 @@ def write_csv(rows: list[GradeRow], path: Path) -> None:
     graded by hand in the formgrader so far (and extra credit); answers_not_hand_graded: the
     written answers still to grade ("; "-separated cell names); total_*: both together;
     total_is: "final", "not graded" or "provisional: <why>" (answers not graded by hand yet,
-    points held for review)."""
+    points held for review); due: the student's due date (extension included), submitted: the
+    submission's time, late_by, late_penalty_*: as nbgrader measured the lateness and the
+    deadlines file's policy penalises it (tools/late.py); final_*: the grade, total less the
+    late penalty (= total when not late); late_note: why."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
@@ -320,7 +342,17 @@ def write_csv(rows: list[GradeRow], path: Path) -> None:
             writer.writerow([r.student, r.lab, r.status, f"{r.auto_score:g}", f"{r.auto_max:g}",
                              f"{r.percent:.1f}", f"{r.manual_score:g}", f"{r.manual_max:g}",
                              "; ".join(r.manual_pending), f"{r.total:g}", f"{r.total_max:g}",
-                             f"{r.total_percent:.1f}", r.total_is, f"{r.seconds:.2f}", mistakes, r.integrity])
+                             f"{r.total_percent:.1f}", r.total_is, f"{r.seconds:.2f}", mistakes, r.integrity,
+                             *_late_cells(r)])
+
+
+def _late_cells(r: GradeRow) -> list[str]:
+    """grades.csv's due, submitted, late_by, late_penalty_percent, late_penalty_points, final_points,
+    final_percent and late_note of one row."""
+    x = r.lateness
+    due = [late.show(x.due), late.show(x.submitted) if x.submitted else "",
+           late.duration(x.seconds_late) if x.late else "", f"{x.percent:g}"] if x else ["", "", "", "0"]
+    return [*due, f"{r.late_penalty:g}", f"{r.final:g}", f"{r.final_percent:.1f}", x.note() if x else ""]
 
 
 def format_table(rows: list[GradeRow]) -> str:
@@ -342,6 +374,9 @@ def format_table(rows: list[GradeRow]) -> str:
             lines.append(f"{indent}! {r.integrity}")
         if pending:
             lines.append(f"{indent}? not graded by hand yet: {', '.join(r.manual_pending)}")
+        if r.lateness and r.lateness.note():
+            final = f"final {points_text(r.final, r.total_max, pending)} ({r.final_percent:.1f}%{'*' if pending else ''})"
+            lines.append(f"{indent}~ {r.lateness.note()}" + (f": {final}" if r.late_penalty else ""))
         for test, mistake in sorted(r.failed_tests.items()):
             lines.append(f"{indent}- {test}: {mistake}")
     todo = [r for r in rows if r.manual_pending]
@@ -362,7 +397,10 @@ def write_class_report(root: Path, rows: list[GradeRow]) -> Path:
                              dict(r.cells), dict(r.failed_tests), r.integrity, manual_score=r.manual_score,
                              manual_max=r.manual_max, manual_pending=list(r.manual_pending),
                              total_is=r.total_is) for r in rows]
-    return write_html(root / "report.html", root, report_rows)
+    from tools.similarity import report_section
+
+    return write_html(root / "report.html", root, report_rows, report_section(root)  # + pairs to read
+                      + late.report_html(rows))  # + deadlines and late penalties
 
 
 def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
@@ -373,6 +411,7 @@ def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
     written answers there first, then run this again.
     ``runs``/``verdicts``: None reads the latest ones saved in the course folder."""
     runs = saved_runs(root) if runs is None else runs
+    late.refresh_penalties(root)  # nbgrader's own copy, for the formgrader and `nbgrader export`
     feedback(root)
     for run in runs:
         if not run.success:
@@ -389,9 +428,12 @@ def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
         print(f"WARNING: {len(changed)} graded notebook(s) changed after the integrity check judged them "
               f"(marked CHANGED above; their recorded SHA-256 no longer matches): "
               + ", ".join(f"{s}/{lab}" for s, lab in sorted(changed)))
+    for problem in late.out_of_sync(root):
+        print(f"WARNING: {problem}")
     if "WARNING" in sandbox_status():
         print(sandbox_status())
-    print(f"grades (final when no total is provisional): {(root / GRADES_CSV).relative_to(root)}; "
+    print(f"grades (final_points: the total less any late penalty; final when no total is provisional): "
+          f"{(root / GRADES_CSV).relative_to(root)}; "
           "class report: report.html; feedback: feedback/<student>/<lab>/<lab>.html")
     return rows
 

@@ -1,7 +1,7 @@
 """Grades into the LMS: the course's final grades as a file Canvas, Moodle or Blackboard imports.
 
-Two exports, each one row per student and one column per lab (its total: autograded plus
-hand-graded points, as ``grades.csv`` counts them)::
+Two exports, each one row per student and one column per lab (its final score: autograded plus
+hand-graded points less any late penalty, ``grades.csv``'s ``final_points``; tools/late.py)::
 
     python -m tools.lms canvas  --map ids.csv --out canvas_grades.csv
     python -m tools.lms generic --map ids.csv --out lms_grades.csv     # + lms_grades_max.csv
@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.grades import GradeRow, collect_grades
+from tools.late import DeadlinesError
 from tools.layout import ROOT, SUBMITTED
 
 #: The mapping file's column naming the student in nbgrader (the folder under ``submitted/``).
@@ -278,7 +279,7 @@ def _table(rows: list[GradeRow], map_path: Path, mapping: list[MapRow], allow_pr
         cells = []
         for lab in labs:
             r = by_key.get((m.student, lab))
-            cells.append(("0" if missing_as_zero else "") if _missing(r) else _number(r.total))
+            cells.append(("0" if missing_as_zero else "") if _missing(r) else _number(r.final))
         table.append((m, cells))
     return labs, table, warnings
 
@@ -392,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id-header", default=LMS_ID,
                         help=f"generic: the name of the first column (default {LMS_ID}; Blackboard: Username)")
     args = parser.parse_args(argv)
-    rows = collect_grades(args.root)
+    try:
+        rows = collect_grades(args.root)
+    except DeadlinesError as exc:  # a bad deadlines.toml: no final grades to export
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     options = {"allow_provisional": args.allow_provisional, "missing_as_zero": args.missing_as_zero}
     try:
         if not rows:

@@ -15,7 +15,8 @@ functions so that ``from tools import pipeline; pipeline.autograde(...)`` works:
 - ``tools/course_api.py``: nbgrader's API with the course's configuration; release;
 - ``tools/autograde.py``: grading, serial or in parallel workers;
 - ``tools/holds.py``: the integrity check's holds;
-- ``tools/grades.py``: the one reader of scores, the one CSV writer, feedback pages, the report.
+- ``tools/grades.py``: the one reader of scores, the one CSV writer, feedback pages, the report;
+- ``tools/late.py``: deadlines, extensions and late penalties (``deadlines.toml``, ``make deadlines``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from tools import late
 from tools.autograde import (  # noqa: F401 - the pipeline's jobs, importable from here as before
     GradeRun,
     autograde,
@@ -79,8 +81,13 @@ def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
     for lab in release(root):
         print(f"   release/{lab}/")
     print("2. sample submissions -> submitted/")
-    for path in write_samples(root):
+    from tools.similarity import write_demo_pair
+
+    samples = write_samples(root) + write_demo_pair(root)  # + a pair for the similarity check
+    for path in samples:
         print(f"   {path.relative_to(root)}")
+    for line in late.demo(root, samples):  # due dates, an extension, the samples' times: some late
+        print(f"   deadlines: {line}")
     print("3. autograde (one nbgrader process for the whole batch)")
     print("   " + sandbox_status())
     runs = autograde(root)
@@ -122,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["KVCOURSE_SANDBOX"] = "0"
     os.chdir(ROOT)
     if args.command == "demo":
-        demo(ROOT, site=not args.no_site)
+        try:
+            demo(ROOT, site=not args.no_site)
+        except late.DeadlinesError as exc:  # the course's own deadlines.toml is bad
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     elif args.command == "release":
         for lab in release(ROOT):
             print(f"release/{lab}/")
@@ -131,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "autograde":
         print(sandbox_status())
         try:
+            late.check_ready(ROOT)  # deadlines.toml valid, its due dates set (`make deadlines`)
             runs = autograde(ROOT, workers=args.workers)
-        except ValueError as exc:
+        except (ValueError, late.DeadlinesError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         failed = [r for r in runs if not r.success]
@@ -140,10 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         verdicts = check_integrity(ROOT, runs)
         print(f"integrity: {len(verdicts)} graded submissions checked, "
               f"{sum(v.held for v in verdicts.values())} held for review (`make report` writes feedback and grades)")
+        late.refresh_penalties(ROOT)  # the penalties nbgrader stored, on the scores after the holds
         for run in failed:
             write_failure_feedback(ROOT, run)
     elif args.command == "report":
-        report(ROOT)
+        try:
+            report(ROOT)
+        except late.DeadlinesError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
