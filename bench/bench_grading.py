@@ -1,13 +1,16 @@
 """Benchmark: autograde a synthetic class with nbgrader, serial vs parallel (not a test).
 
-    .venv/bin/python bench/bench_grading.py                       # Lab 01 if present, 200 students
+    .venv/bin/python bench/bench_grading.py                       # every lab, 200 students each
     .venv/bin/python bench/bench_grading.py --lab lab00_cache_sizing --n 200 --serial-sample 30
 
-Steps: generate the class (tools/classroom.py; expected scores from grading each distinct
-variant once), grade ``--serial-sample`` students with one worker on SQLite (serial; default:
-the whole class), grade the whole class with ``--workers`` workers on PostgreSQL, check every
-grade against its expected score, and print seconds per submission, wall time, speedup, and
-where the time of one submission goes (kernel start, torch import, notebook cells).
+Steps, per lab: generate the class (tools/classroom.py; expected scores from grading each
+distinct variant once), grade ``--serial-sample`` students with one worker on SQLite with warm
+sandboxed processes (tools/warm.py), grade ``--cold-sample`` of them again with cold ones
+(``KVCOURSE_WARM=0``: the ratio measured in the same run), grade the whole class with
+``--workers`` workers on PostgreSQL, check every grade against its expected score, time
+nbgrader's own one-process-per-student command, and print seconds per submission, wall time,
+speedup and where the time of one submission goes (cells, verdict, the rest); then a summary
+of every lab and of the class on all labs.
 
 When the serial run covers a sample only, the serial wall time for the whole class is
 extrapolated from it (printed as such). Timings depend on what else runs on the machine.
@@ -85,33 +88,36 @@ def _cell_times(course: Path, lab: str, students: list[str]) -> dict[str, float]
     return {k: statistics.median(v) if v else 0.0 for k, v in sums.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_lab = "lab01_kv_cache" if "lab01_kv_cache" in available_labs() else "lab00_cache_sizing"
-    parser.add_argument("--lab", default=default_lab)
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--serial-sample", type=int, default=None,
-                        help="grade only this many students serially and extrapolate (default: all)")
-    parser.add_argument("--course", type=Path, default=ROOT / "build" / "bench_grading")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pool", help="comma-separated variants to draw from (default: every variant)")
-    parser.add_argument("--cli-sample", type=int, default=3,
-                        help="also time this many `nbgrader autograde --student` commands (one process each)")
-    args = parser.parse_args(argv)
-    os.chdir(ROOT)
-    course = args.course.resolve()
-    lab = args.lab
-    print(f"lab {lab}, {args.n} synthetic submissions (+3 broken), {os.cpu_count()} CPU cores, "
+def _warm_kernel_probe(repeats: int = 3) -> float:
+    """Seconds to start a sandboxed kernel until ready and shut it down (a warm copy where
+    tools/warm.py can start one, else cold), median of ``repeats``."""
+    import asyncio
+    import tempfile
+
+    from tools import sandbox
+
+    async def one(cwd: str) -> float:
+        km = sandbox.SandboxKernelManager(kernel_name="python3")
+        t0 = time.perf_counter()
+        await km.start_kernel(cwd=cwd)
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=60)
+        kc.stop_channels()
+        await km.shutdown_kernel()
+        return time.perf_counter() - t0
+
+    work = Path(tempfile.mkdtemp(prefix="kvbench-")) / "lab"
+    work.mkdir()
+    work.parent.chmod(0o755)
+    return statistics.median(asyncio.run(one(str(work))) for _ in range(repeats))
+
+
+def bench_lab(lab: str, args: argparse.Namespace, course: Path) -> dict:
+    """Generate, grade serially (warm, then a cold sample), grade in parallel, check every grade,
+    print the lab's tables; return its numbers for the summary."""
+    print(f"\n=== {lab}: {args.n} synthetic submissions (+3 broken), {os.cpu_count()} CPU cores, "
           f"load average {os.getloadavg()[0]:.1f} at start")
-    try:
-        from tools import sandbox
-
-        sandboxed = "on" if sandbox.enabled() else "off"
-    except ImportError:
-        sandboxed = "not available"
-    print(f"autograde kernels in the bwrap sandbox (tools/sandbox.py): {sandboxed}")
-
     t0 = time.perf_counter()
     pool = args.pool.split(",") if args.pool else None
     entries = classroom.generate(course, lab, args.n, args.seed, pool=pool, n_broken=3)
@@ -121,41 +127,55 @@ def main(argv: list[str] | None = None) -> int:
     sample = set(gradable[:n_sample])
     print(f"generated in {t_generate:.0f} s (includes grading each distinct variant once)")
 
-    t0 = time.perf_counter()
-    classroom.grade(course, [lab], workers=1, db="sqlite", resume=False, students=sample)
-    t_serial = time.perf_counter() - t0
-    serial_rows = classroom.results(course, [lab], students=sample)
-    serial_bad = classroom.mismatches(serial_rows)
+    def serial(students: set[str], warm: bool) -> tuple[float, list[str], int]:
+        os.environ["KVCOURSE_WARM"] = "1" if warm else "0"
+        t = time.perf_counter()
+        classroom.grade(course, [lab], workers=1, db="sqlite", resume=False, students=students, progress=False)
+        seconds = time.perf_counter() - t
+        rows = classroom.results(course, [lab], students=students)
+        return seconds, classroom.mismatches(rows), len(rows)
+
+    t_serial, serial_bad, n_serial_rows = serial(sample, warm=True)
+    cold = set(sorted(sample)[: args.cold_sample])
+    t_cold, cold_bad, n_cold_rows = serial(cold, warm=False) if cold else (0.0, [], 0)
+    os.environ["KVCOURSE_WARM"] = "1"
 
     t0 = time.perf_counter()
-    classroom.grade(course, [lab], workers=args.workers, db="postgres", resume=False)
+    classroom.grade(course, [lab], workers=args.workers, db="postgres", resume=False, progress=False)
     t_parallel = time.perf_counter() - t0
     rows = classroom.results(course, [lab])
     bad = classroom.mismatches(rows)
 
     per_serial = t_serial / len(sample)
+    per_cold = t_cold / len(cold) if cold else float("nan")
     serial_full = per_serial * len(gradable)
     per_parallel = t_parallel / len(gradable)
     graded = [r for r in rows if r.status == "graded"]
     label = "measured" if n_sample == len(gradable) else f"extrapolated from {n_sample}"
     print()
-    print(f"{'run':<34}{'submissions':>12}{'wall s':>10}{'s / submission':>16}{'speedup':>9}")
-    print("-" * 81)
-    print(f"{'serial (1 worker, SQLite)':<34}{len(sample):>12}{t_serial:>10.0f}{per_serial:>16.2f}{1.0:>9.2f}")
+    print(f"{'run':<44}{'submissions':>12}{'wall s':>10}{'s / submission':>16}{'speedup':>9}")
+    print("-" * 91)
+    if cold:
+        print(f"{'serial, cold kernels (KVCOURSE_WARM=0)':<44}{len(cold):>12}{t_cold:>10.0f}{per_cold:>16.2f}"
+              f"{per_cold / per_cold:>9.2f}")
+    print(f"{'serial, warm copies (1 worker, SQLite)':<44}{len(sample):>12}{t_serial:>10.0f}{per_serial:>16.2f}"
+          f"{(per_cold / per_serial) if cold else 1.0:>9.2f}")
     if n_sample != len(gradable):
-        print(f"{'serial, whole class (' + label + ')':<34}{len(gradable):>12}{serial_full:>10.0f}"
-              f"{per_serial:>16.2f}{1.0:>9.2f}")
-    print(f"{f'parallel ({args.workers} workers, PostgreSQL)':<34}{len(gradable):>12}{t_parallel:>10.0f}"
-          f"{per_parallel:>16.2f}{serial_full / t_parallel:>9.2f}")
-    print(f"\nparallel wall time includes starting PostgreSQL and loading the lab into its gradebook; "
-          f"serial speedup basis: {label}.")
-    print(f"grades checked against expected scores: serial {len(serial_rows) - len(serial_bad)}/{len(serial_rows)}, "
-          f"parallel {len(rows) - len(bad)}/{len(rows)} as expected "
-          f"({len(graded)} graded, {sum(r.status.startswith('not graded') for r in rows)} not graded, "
-          f"{sum(r.status == 'missing' for r in rows)} missing)")
-    for line in (serial_bad + bad)[:20]:
+        print(f"{'serial, whole class (' + label + ')':<44}{len(gradable):>12}{serial_full:>10.0f}"
+              f"{per_serial:>16.2f}")
+    print(f"{f'parallel, warm ({args.workers} workers, PostgreSQL)':<44}{len(gradable):>12}{t_parallel:>10.0f}"
+          f"{per_parallel:>16.2f}{(per_cold if cold else per_serial) / per_parallel:>9.2f}")
+    print("speedup against the first row; parallel wall time includes starting PostgreSQL and loading "
+          "the lab into its gradebook.")
+    checked = n_serial_rows + n_cold_rows + len(rows)
+    wrong = serial_bad + cold_bad + bad
+    print(f"grades checked against expected scores: {checked - len(wrong)}/{checked} as expected "
+          f"({len(graded)} graded in the parallel run, {sum(r.status.startswith('not graded') for r in rows)} "
+          f"not graded, {sum(r.status == 'missing' for r in rows)} missing)")
+    for line in wrong[:20]:
         print("  MISMATCH", line)
 
+    t_cli = float("nan")
     if args.cli_sample:
         import subprocess
 
@@ -164,29 +184,66 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             subprocess.run([sys.executable, "-m", "nbgrader", "autograde", lab, f"--student={name}", "--force"],
                            cwd=course, capture_output=True, check=False,
-                           env={**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]})
+                           env={**os.environ, "KVCOURSE_WARM": "0",
+                                "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]})
         t_cli = (time.perf_counter() - t0) / max(1, len(names))
-        print(f"\nnbgrader's default, one `nbgrader autograde {lab} --student=X` process per student "
-              f"({len(names)} timed, no bwrap sandbox): {t_cli:.2f} s per submission "
-              f"(vs {per_serial:.2f} s serial in one process, {per_parallel:.2f} s with {args.workers} workers)")
+        print(f"nbgrader's default, one `nbgrader autograde {lab} --student=X` process per student "
+              f"({len(names)} timed, cold): {t_cli:.2f} s per submission")
 
-    # where the time of one submission goes
     per_sub = statistics.median(r.seconds for r in graded) if graded else 0.0
     cells = _cell_times(course, lab, [r.student for r in graded])
-    start_empty, _ = _kernel_probe("")
-    _, torch_import = _kernel_probe("import torch")
-    print(f"\nwhere one submission's time goes (medians over {len(graded)} graded submissions of the parallel run; "
-          f"kernel probes: 3 runs on this machine)")
-    print(f"  {'autograde of one submission (worker wall time)':<52}{per_sub:>8.2f} s")
+    print(f"\nwhere one submission's time goes (medians over {len(graded)} graded submissions of the parallel run)")
+    print(f"  {'autograde of one submission (worker wall time)':<58}{per_sub:>8.2f} s")
     for k, v in cells.items():
-        print(f"  {'  notebook ' + k:<52}{v:>8.2f} s")
+        print(f"  {'  notebook ' + k:<58}{v:>8.2f} s")
     rest = per_sub - sum(cells.values())
-    print(f"  {'  the rest: kernel start, nbgrader copy/DB/restore':<52}{rest:>8.2f} s")
-    print("  (the first verdict of each worker also starts its warm server: tools/verdict_server.py)")
-    print(f"  {'probe: start a python3 kernel until ready':<52}{start_empty:>8.2f} s")
-    print(f"  {'probe: `import torch` in a fresh kernel':<52}{torch_import:>8.2f} s")
-    print(f"\nload average at end {os.getloadavg()[0]:.1f}")
-    return 1 if bad or serial_bad else 0
+    print(f"  {'  the rest: kernel start and stop, nbgrader copy/DB/restore':<58}{rest:>8.2f} s")
+    return {"lab": lab, "n": len(gradable), "serial": per_serial, "cold": per_cold, "parallel": per_parallel,
+            "parallel_wall": t_parallel, "cli": t_cli, "checked": checked, "wrong": len(wrong)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lab", default="all", help="a lab, comma-separated labs, or all (default)")
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--serial-sample", type=int, default=10,
+                        help="grade this many students serially and extrapolate (default 10; 0: all)")
+    parser.add_argument("--cold-sample", type=int, default=5,
+                        help="grade this many of them again with cold kernels (KVCOURSE_WARM=0), for the ratio")
+    parser.add_argument("--course", type=Path, default=ROOT / "build" / "bench_grading")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool", help="comma-separated variants to draw from (default: every variant)")
+    parser.add_argument("--cli-sample", type=int, default=3,
+                        help="also time this many `nbgrader autograde --student` commands (one process each)")
+    args = parser.parse_args(argv)
+    if args.serial_sample == 0:
+        args.serial_sample = None
+    os.chdir(ROOT)
+    labs = available_labs() if args.lab == "all" else args.lab.split(",")
+    from tools import sandbox, warm
+
+    print(f"bench_grading: labs {', '.join(labs)}; {args.n} students each; {args.workers} workers")
+    print(f"autograde kernels in the bwrap sandbox: {'on' if sandbox.enabled() else 'off'}; {warm.status_line()}")
+    probe_cold, _ = _kernel_probe("")
+    _, torch_import = _kernel_probe("import torch")
+    probe_warm = _warm_kernel_probe()
+    print(f"probe: a plain python3 kernel, start until ready {probe_cold:.2f} s, `import torch` in it "
+          f"{torch_import:.2f} s; a sandboxed kernel (warm copy), start, ready and stop {probe_warm:.2f} s")
+    results = [bench_lab(lab, args, args.course.resolve() / lab) for lab in labs]
+
+    print(f"\n=== summary: seconds per submission, {os.cpu_count()} CPU cores")
+    print(f"{'lab':<22}{'students':>9}{'cold serial':>13}{'warm serial':>13}{'parallel':>10}"
+          f"{'parallel wall s':>17}{'grades as expected':>20}")
+    for r in results:
+        print(f"{r['lab']:<22}{r['n']:>9}{r['cold']:>13.2f}{r['serial']:>13.2f}{r['parallel']:>10.2f}"
+              f"{r['parallel_wall']:>17.0f}{r['checked'] - r['wrong']:>14}/{r['checked']}")
+    total_wall = sum(r["parallel_wall"] for r in results)
+    total_n = sum(r["n"] for r in results)
+    print(f"{'all labs':<22}{total_n:>9}{'':>13}{'':>13}{total_wall / total_n:>10.2f}{total_wall:>17.0f}"
+          f"  ({total_wall / 60:.1f} min for the class on every lab with {args.workers} workers)")
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+    return 1 if any(r["wrong"] for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -51,6 +51,12 @@ def _warm_up() -> None:
 
 def _one(request: dict) -> int:
     """Fork, run one verdict in the child, return the child's exit status."""
+    try:  # the instructor's notebook parsed once, here, for every fork to inherit
+        from tools import verdict
+
+        verdict.source_and_plan(Path(request["source"]))
+    except Exception:  # noqa: BLE001, S110 - the fork reads it itself and reports what is wrong
+        pass
     pid = os.fork()
     if pid == 0:  # the fresh copy: runs the verdict and exits, never returns to the loop
         code = 1
