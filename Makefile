@@ -21,7 +21,7 @@ help:
 	@echo "make mutation    the full mutation matrix (every correct variant and mutant, real nbgrader)"
 	@echo "make bench       Lab 01 decode benchmark: cached vs uncached vs Hugging Face (prints a table)"
 	@echo "make class       a synthetic class of 200: generate, grade in parallel, HTML report (CLASS_LAB, CLASS_N, WORKERS)"
-	@echo "make bench-grading  time serial vs parallel grading of the synthetic class, check every grade"
+	@echo "make bench-grading  every lab's synthetic class: cold vs warm serial, parallel, every grade checked (BENCH_LABS, CLASS_N)"
 	@echo "make bench-sandbox  what the grading sandbox costs per submission"
 	@echo "make exchange    nbgrader exchange round trip (release, fetch, submit, collect, autograde)"
 	@echo "make lms MAP=ids.csv  the grades as a Canvas gradebook import (canvas_grades.csv; README \"Grades into the LMS\")"
@@ -94,12 +94,13 @@ calibrate: $(STAMP)
 
 CLASS_LAB ?= lab00_cache_sizing
 CLASS_N   ?= 200
+BENCH_LABS ?= all
 WORKERS   ?= 2
 class: $(STAMP) sysdeps
 	$(RUN) -m tools.classroom all --lab $(CLASS_LAB) --n $(CLASS_N) --workers $(WORKERS)
 
 bench-grading: $(STAMP) sysdeps
-	$(RUN) bench/bench_grading.py --lab $(CLASS_LAB) --n $(CLASS_N) --workers $(WORKERS)
+	$(RUN) bench/bench_grading.py --lab $(BENCH_LABS) --n $(CLASS_N) --workers $(WORKERS)
 
 bench-sandbox: $(STAMP) sysdeps
 	$(RUN) bench/bench_sandbox.py

@@ -254,3 +254,13 @@ def test_a_course_kept_in_tmp_still_runs(tmp_path):
     finally:
         subprocess.run(["umount", "-l", str(seen_from)], check=False)
     assert proc.stdout.strip().endswith("ok 0"), (proc.stdout, proc.stderr[-2000:])
+
+
+@pytest.mark.system
+@needs_warm
+def test_a_parent_older_than_the_code_is_replaced(monkeypatch):
+    first = warm.socket_path()
+    assert first
+    monkeypatch.setattr(warm, "code_version", lambda: ("changed",))
+    second = warm.socket_path()
+    assert second and second != first and not Path(first).exists()

@@ -52,6 +52,8 @@ class Parent:
     stage: Path
     #: the process that started it (a fork of that process reaches it through the socket only)
     owner: int = 0
+    #: :func:`code_version` when it started: its imports are of that version
+    version: tuple = ()
 
     @property
     def socket(self) -> Path:
@@ -95,6 +97,17 @@ def lab_modules() -> list[str]:
     return sorted(names)
 
 
+def code_version() -> tuple:
+    """Modification times of ``course_lib`` and the lab files: a warm parent started before one
+    of them changed holds the old code (a long-running formgrader), so it is replaced."""
+    import course_lib
+
+    from tools import layout
+
+    files = sorted(Path(course_lib.__file__).resolve().parent.rglob("*.py")) + layout.lab_files()
+    return tuple((str(f), f.stat().st_mtime_ns) for f in files if f.is_file())
+
+
 def _zygote_command(stage: Path) -> list[str]:
     from tools import sandbox
 
@@ -114,7 +127,7 @@ def start_parent() -> Parent:
     reader = threading.Thread(target=lambda: answer.append(process.stdout.readline()), daemon=True)
     reader.start()
     reader.join(START_TIMEOUT)
-    parent = Parent(process, stage, os.getpid())
+    parent = Parent(process, stage, os.getpid(), code_version())
     if not answer or not answer[0].startswith('{"ready"'):
         parent.close()
         raise RuntimeError(f"the warm parent did not start ({(answer or ['no answer'])[0].strip()[:200]})")
@@ -136,7 +149,7 @@ def socket_path() -> str | None:
         return None
     with _LOCK:
         if _PARENT is not None and _PARENT.owner == os.getpid():
-            if _PARENT.alive():
+            if _PARENT.alive() and _PARENT.version == code_version():
                 return str(_PARENT.socket)
             _PARENT.close()
             _PARENT = None
