@@ -8,13 +8,19 @@ mistake, which one: "8x too large: bits instead of bytes?".
 The checks are strict about *types* on purpose: a size in bytes must be a real
 ``int`` (or a NumPy integer, or an integral float), not an object that merely
 claims to be equal to everything.
+
+A hidden test declares its calls as :class:`Case` records (arguments, the right
+answer, each named mistake's answer) and checks them with :func:`check_cases`;
+the tolerances live here (:data:`REAL_RTOL`, :data:`TENSOR_RTOL`).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -208,7 +214,12 @@ def check_int(got: Any, expected: int, *, call: str,
                                                                    generic=generic)))
 
 
-def check_real(got: Any, expected: float, *, call: str, rel: float = 1e-9,
+#: The relative tolerance of real-valued answers: a correct float computation differs from the
+#: expected value only by rounding, many orders of magnitude below it.
+REAL_RTOL: float = 1e-9
+
+
+def check_real(got: Any, expected: float, *, call: str, rel: float = REAL_RTOL,
                mistakes: Mapping[str, float] | None = None, generic: bool = True) -> None:
     """Check a real-valued answer to relative tolerance ``rel``; name the likely mistake."""
     __tracebackhide__ = True
@@ -238,6 +249,77 @@ def expect_error(func: Any, args: tuple, kwargs: Mapping[str, Any] | None, error
         raise AnswerError(f"{call} raised {type(exc).__name__}: {exc}; expected {error.__name__} "
                           f"({why})") from None
     raise AnswerError(f"{call} returned {result!r}; expected it to raise {error.__name__} ({why})")
+
+
+# --------------------------------------------------------------------------------------------
+# Declared cases: a hidden test is a table of calls, each with its answer and its named mistakes
+# --------------------------------------------------------------------------------------------
+
+def named_together(mistakes: Mapping[str, float | None]) -> dict[str, float]:
+    """The mistakes that can show (value not None); those giving the same value share one label "a or b"."""
+    by_value: dict[float, list[str]] = {}
+    for label, value in mistakes.items():
+        if value is not None:
+            by_value.setdefault(value, []).append(label)
+    return {" or ".join(labels): value for value, labels in by_value.items()}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One graded call: its arguments, the right answer, and what each named mistake returns instead.
+
+    ``expected`` is an integer (checked exactly) or a ``float`` (checked to :data:`REAL_RTOL`).
+    ``mistakes`` maps a description to the value that mistake gives for these arguments (None
+    where it cannot show). ``errors`` names a mistake by the error it raises: a piece of the
+    error's text (``"ValueError"``, ``"truth value of an array"``) -> the mistake. ``call`` is
+    how feedback shows the call (default: as written, :func:`describe_call`, followed by
+    ``# note`` when there is a ``note``, e.g. the GPU whose figures the arguments are).
+    """
+
+    args: tuple[Any, ...]
+    expected: int | float
+    mistakes: Mapping[str, float | None] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    call: str = ""
+    errors: Mapping[str, str] = field(default_factory=dict)
+    note: str = ""
+
+    def by_keyword(self, *names: str) -> Case:
+        """The same case with its last ``len(names)`` arguments passed by keyword, under ``names``."""
+        cut = len(self.args) - len(names)
+        return replace(self, args=self.args[:cut], kwargs={**dict(zip(names, self.args[cut:], strict=True)),
+                                                           **self.kwargs})
+
+
+def _called(func: Callable[..., Any], case: Case, call: str) -> Any:
+    """``func`` on the case's arguments; an error the case names becomes an AnswerError naming it."""
+    try:
+        return func(*case.args, **case.kwargs)
+    except Exception as exc:
+        kinds = " ".join(kind.__name__ for kind in type(exc).__mro__)  # a ValueError subclass is a ValueError
+        label = next((label for piece, label in case.errors.items() if piece in f"{kinds}: {exc}"), None)
+        if label is None:
+            raise
+        raise AnswerError(f"{call} raised {type(exc).__name__}: {exc}\n  Likely mistake: {label}") from None
+
+
+def check_cases(func: Callable[..., Any], cases: Iterable[Case]) -> None:
+    """Check ``func`` on every case, in order; the first wrong answer raises AnswerError naming its mistake.
+
+    An integer answer is checked exactly (:func:`check_int`), a ``float`` one to :data:`REAL_RTOL`
+    (:func:`check_real`), with the case's mistakes only (no generic guesses: a named mistake
+    must be right or absent).
+    """
+    __tracebackhide__ = True
+    name = getattr(func, "__name__", "function")
+    for case in cases:
+        call = case.call or describe_call(name, *case.args, **case.kwargs) + (f"  # {case.note}" if case.note else "")
+        got = _called(func, case, call)
+        mistakes = named_together(case.mistakes)
+        if isinstance(case.expected, numbers.Integral):
+            check_int(got, int(case.expected), call=call, mistakes=mistakes, generic=False)
+        else:
+            check_real(got, float(case.expected), call=call, mistakes=mistakes, generic=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,13 +374,14 @@ def _shape_hint(got: tuple[int, ...], expected: tuple[int, ...],
 TENSOR_RTOL: float = 1e-4
 
 
-def check_tensor(got: Any, expected: Any, *, call: str, rtol: float,
+def check_tensor(got: Any, expected: Any, *, call: str, rtol: float = TENSOR_RTOL,
                  known: Mapping[str, Any] | None = None,
                  shape_mistakes: Mapping[tuple[int, ...], str] | None = None,
                  dtype: Any = None, axes: tuple[str, ...] | None = None) -> None:
     """Check a tensor answer by its relative error norm; name the likely mistake on failure.
 
-    ``rtol`` bounds :func:`rel_error`. ``known`` maps a mistake's description to
+    ``rtol`` bounds :func:`rel_error` (the calibrated :data:`TENSOR_RTOL` unless a test says
+    otherwise). ``known`` maps a mistake's description to
     the output that mistake produces on the same inputs (computed on the reference
     device); an answer within ``rtol`` of one of them is named. ``shape_mistakes``
     maps a wrong shape to its likely cause. ``dtype`` (a torch dtype), when given,

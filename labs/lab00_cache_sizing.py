@@ -51,7 +51,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from course_lib.grading import AnswerError, check_int, check_real, describe_call, expect_error
+from course_lib.grading import check_int, check_real, describe_call, expect_error
 from course_lib.specs import (
     HARDWARE,
     MODELS,
@@ -129,41 +129,34 @@ check_int(kv_bytes_per_token(32, 8, 128, 2), 131_072,
                     "forgot the factor 2 (the cache stores K *and* V)": 131_072 // 2}, generic=False)
 print("Visible tests passed: 524,288 B per token for Llama-2-7B, 131,072 B for Llama-3-8B.")
 ### BEGIN HIDDEN TESTS
-def _slips(mistakes):
-    """Named mistakes; mistakes that give the same wrong value share one label ("a or b")."""
-    by_value = {}
-    for label, value in mistakes.items():
-        by_value.setdefault(value, []).append(label)
-    return {" or ".join(labels): value for value, labels in by_value.items()}
+from course_lib.grading import Case, check_cases
 
-def _expected_bpt(L, h, d, s):
-    return 2 * int(L) * int(h) * int(d) * s
 
-_cases = [(12, 12, 64, 2), (80, 8, 128, 2), (4, 2, 32, 4), (61, 1, 576, 2), (96, 96, 128, 1),
-          (42, 8, 256, 2), (1, 1, 1, 1), (7, 3, 5, 4), (126, 8, 128, 8), (32, 8, 128, 0.5)]
-for _L, _h, _d, _s in _cases:
-    _exp = int(_expected_bpt(_L, _h, _d, _s))
-    check_int(kv_bytes_per_token(_L, _h, _d, _s), _exp, call=describe_call("kv_bytes_per_token", _L, _h, _d, _s),
-              mistakes=_slips({"bits instead of bytes (used the bit width, 8x too large)": _exp * 8,
-                        "forgot the factor 2 for K and V": _exp // 2 if _exp % 2 == 0 else -1,
-                        "forgot a factor: n_layers missing": int(2 * _h * _d * _s),
-                        "forgot a factor: bytes_per_elem missing": 2 * _L * _h * _d}),
-              generic=False)
+def _bytes_per_token_case(L, h, d, s):
+    """2 L h d s bytes, and what each slip returns instead."""
+    right = int(2 * L * h * d * s)
+    return Case((L, h, d, s), right, {
+        "bits instead of bytes (used the bit width, 8x too large)": 8 * right,
+        "forgot the factor 2 for K and V": right // 2 if right % 2 == 0 else None,
+        "forgot a factor: n_layers missing": int(2 * h * d * s),
+        "forgot a factor: bytes_per_elem missing": 2 * L * h * d})
+
+
+check_cases(kv_bytes_per_token, [_bytes_per_token_case(*sizes) for sizes in [
+    (12, 12, 64, 2), (80, 8, 128, 2), (4, 2, 32, 4), (61, 1, 576, 2), (96, 96, 128, 1),
+    (42, 8, 256, 2), (1, 1, 1, 1), (7, 3, 5, 4), (126, 8, 128, 8), (32, 8, 128, 0.5)]])
 ### END HIDDEN TESTS
 
 # %% tests id=test_kv_bytes_per_token_validation points=1
 expect_error(kv_bytes_per_token, (-1, 8, 128, 2), None, ValueError, "a negative number of layers is invalid")
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
+from course_lib.grading import Case, check_cases
+
 for _bad in [(32, -8, 128, 2), (32, 8, -128, 2), (32, 8, 128, -2), (-32, -8, -128, -2)]:
     expect_error(kv_bytes_per_token, _bad, None, ValueError, "negative sizes are invalid")
-for _zero in [(0, 8, 128, 2), (32, 0, 128, 2), (32, 8, 128, 0)]:
-    _call = describe_call("kv_bytes_per_token", *_zero)
-    try:
-        _got = kv_bytes_per_token(*_zero)
-    except ValueError as _exc:
-        raise AnswerError(f"{_call} raised ValueError ({_exc}); zero is allowed and gives 0") from None
-    check_int(_got, 0, call=_call, generic=False)
+check_cases(kv_bytes_per_token, [Case(sizes, 0, errors={"ValueError": "zero is allowed and gives 0"})
+                                 for sizes in [(0, 8, 128, 2), (32, 0, 128, 2), (32, 8, 128, 0)]])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -192,38 +185,35 @@ check_int(kv_cache_bytes(32, 32, 128, 4096, 1, 2), 2 * GiB,
                     "bits instead of bytes": 8 * 2 * GiB}, generic=False)
 print("Llama-2-7B, 4096 tokens:", format_bytes(kv_cache_bytes(32, 32, 128, 4096, 1, 2), "GiB", exact=True))
 ### BEGIN HIDDEN TESTS
-def _slips(mistakes):
-    """Named mistakes; mistakes that give the same wrong value share one label ("a or b")."""
-    by_value = {}
-    for label, value in mistakes.items():
-        by_value.setdefault(value, []).append(label)
-    return {" or ".join(labels): value for value, labels in by_value.items()}
+from course_lib.grading import Case, check_cases
 
-_cases = [(32, 8, 128, 8192, 1, 2), (80, 8, 128, 4096, 16, 2), (4, 2, 32, 10_000, 3, 4),
-          (96, 96, 128, 2048, 64, 2), (12, 12, 64, 1, 1, 2), (61, 1, 576, 131_072, 7, 1), (32, 8, 128, 1000, 5, 0.5)]
-for _c in _cases:
-    _L, _h, _d, _S, _B, _s = _c
-    _exp = int(2 * _L * _h * _d * _S * _B * _s)
-    check_int(kv_cache_bytes(*_c), _exp, call=describe_call("kv_cache_bytes", *_c),
-              mistakes=_slips({"batch forgotten: each of the batch_size sequences has its own cache": _exp // _B,
-                        "seq_len forgotten: the cache grows with every token": _exp // _S,
-                        "bits instead of bytes": 8 * _exp,
-                        "forgot the factor 2 for K and V": _exp // 2}), generic=False)
+
+def _cache_case(L, h, d, S, B, s):
+    """2 L h d S B s bytes, and what each slip returns instead."""
+    right = int(2 * L * h * d * S * B * s)
+    return Case((L, h, d, S, B, s), right, {
+        "batch forgotten: each of the batch_size sequences has its own cache": right // B,
+        "seq_len forgotten: the cache grows with every token": right // S,
+        "bits instead of bytes": 8 * right,
+        "forgot the factor 2 for K and V": right // 2})
+
+
+check_cases(kv_cache_bytes, [_cache_case(*sizes) for sizes in [
+    (32, 8, 128, 8192, 1, 2), (80, 8, 128, 4096, 16, 2), (4, 2, 32, 10_000, 3, 4), (96, 96, 128, 2048, 64, 2),
+    (12, 12, 64, 1, 1, 2), (61, 1, 576, 131_072, 7, 1), (32, 8, 128, 1000, 5, 0.5)]])
 ### END HIDDEN TESTS
 
 # %% tests id=test_kv_cache_bytes_validation points=1
 expect_error(kv_cache_bytes, (32, 8, 128, -1, 1, 2), None, ValueError, "a negative seq_len is invalid")
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
-expect_error(kv_cache_bytes, (32, 8, 128, 10, -1, 2), None, ValueError, "a negative batch_size is invalid")
-expect_error(kv_cache_bytes, (32, 8, 128, -10, -1, 2), None, ValueError, "negative sizes are invalid")
-for _zero in [(32, 8, 128, 0, 5, 2), (32, 8, 128, 4096, 0, 2)]:
-    _call = describe_call("kv_cache_bytes", *_zero)
-    try:
-        _got = kv_cache_bytes(*_zero)
-    except ValueError as _exc:
-        raise AnswerError(f"{_call} raised ValueError ({_exc}); zero is allowed and gives 0") from None
-    check_int(_got, 0, call=_call, generic=False)
+from course_lib.grading import Case, check_cases
+
+for _bad, _why in [((32, 8, 128, 10, -1, 2), "a negative batch_size is invalid"),
+                   ((32, 8, 128, -10, -1, 2), "negative sizes are invalid")]:
+    expect_error(kv_cache_bytes, _bad, None, ValueError, _why)
+check_cases(kv_cache_bytes, [Case(sizes, 0, errors={"ValueError": "zero is allowed and gives 0"})
+                             for sizes in [(32, 8, 128, 0, 5, 2), (32, 8, 128, 4096, 0, 2)]])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -236,10 +226,14 @@ import warnings as _w
 _INT32_SLIP = "int32 overflow: NumPy int32 inputs wrap around; convert them with int() first"
 
 
-def _quietly(f, *args):
-    with _w.catch_warnings(), np.errstate(all="ignore"):
-        _w.simplefilter("ignore")
-        return f(*args)
+def _quietly(f):
+    """f, with NumPy's overflow warnings silenced (the test names the overflow itself)."""
+    def call(*args):
+        with _w.catch_warnings(), np.errstate(all="ignore"):
+            _w.simplefilter("ignore")
+            return f(*args)
+    call.__name__ = getattr(f, "__name__", "function")
+    return call
 
 
 def _wrapped(n):
@@ -249,19 +243,22 @@ def _wrapped(n):
 # Llama-3.1-70B, 131,072 tokens, batch 64, every size an np.int32
 _args = tuple(np.int32(x) for x in (80, 8, 128, 131_072, 64)) + (2,)
 _exp = 2 * 80 * 8 * 128 * 131_072 * 64 * 2
-check_int(_quietly(kv_cache_bytes, *_args), _exp,
+check_int(_quietly(kv_cache_bytes)(*_args), _exp,
           call="kv_cache_bytes(np.int32(80), np.int32(8), np.int32(128), np.int32(131072), np.int32(64), 2)",
           mistakes={_INT32_SLIP: _wrapped(_exp)}, generic=False)
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
-_exp = 2 * 1000 * 1000 * 1000 * 4
-check_int(_quietly(kv_bytes_per_token, np.int32(1000), np.int32(1000), np.int32(1000), 4), _exp,
-          call="kv_bytes_per_token(np.int32(1000), np.int32(1000), np.int32(1000), 4)",
-          mistakes={_INT32_SLIP: _wrapped(_exp)}, generic=False)
-_exp = 2 * 96 * 96 * 128 * 32768 * 64 * 2
-check_int(_quietly(kv_cache_bytes, np.int32(96), np.int32(96), np.int32(128), np.int32(32768), np.int32(64), 2), _exp,
-          call="kv_cache_bytes(np.int32(96), np.int32(96), np.int32(128), np.int32(32768), np.int32(64), 2)",
-          mistakes={_INT32_SLIP: _wrapped(_exp)}, generic=False)
+from course_lib.grading import Case, check_cases
+
+
+def _int32_case(sizes, bytes_per_elem):
+    """Every size an np.int32: the exact bytes, and what an int32 product wraps around to."""
+    right = 2 * math.prod(sizes) * bytes_per_elem
+    return Case((*(np.int32(n) for n in sizes), bytes_per_elem), right, {_INT32_SLIP: _wrapped(right)})
+
+
+check_cases(_quietly(kv_bytes_per_token), [_int32_case((1000, 1000, 1000), 4)])
+check_cases(_quietly(kv_cache_bytes), [_int32_case((96, 96, 128, 32768, 64), 2)])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -332,20 +329,11 @@ readable
 cache_size_table(["MiniGPT"], [256, 4096], "fp32")
 
 # %% tests id=test_cache_size_table points=3
-def _slips(mistakes):
-    """Named mistakes; mistakes that give the same wrong value share one label ("a or b")."""
-    by_value = {}
-    for label, value in mistakes.items():
-        by_value.setdefault(value, []).append(label)
-    return {" or ".join(labels): value for value, labels in by_value.items()}
+from course_lib.grading import Case, check_cases
 
 
-def _check_table(df, names, seq_lens, cache_dtype):
-    assert isinstance(df, pd.DataFrame), f"cache_size_table should return a pandas DataFrame, got {type(df).__name__}"
-    missing = [n for n in names if n not in df.index]
-    assert not missing, f"rows missing from the table (index should be the model names): {missing}"
-    for col in ["per_token"] + [f"S={S}" for S in seq_lens]:
-        assert col in df.columns, f"column {col!r} missing; columns are {list(df.columns)}"
+def _table_cases(names, seq_lens, cache_dtype):
+    """Every cell of the table: its bytes, and what each slip would put there."""
     s = dtype_bytes(cache_dtype)
     for name in names:
         spec = model(name)
@@ -368,25 +356,33 @@ def _check_table(df, names, seq_lens, cache_dtype):
                 int(per_token * weight_s / s)
         if s != 2:
             wrong[f"ignored cache_dtype={cache_dtype!r}: assumed 2 bytes per number"] = int(per_token * 2 / s)
-        check_int(df.loc[name, "per_token"], per_token, call=f"cache_size_table(..., {cache_dtype!r}).loc[{name!r}, 'per_token']",
-                  mistakes=_slips(wrong), generic=False)
+        yield Case((name, "per_token"), per_token, wrong,
+                   call=f"cache_size_table(..., {cache_dtype!r}).loc[{name!r}, 'per_token']")
         for S in seq_lens:
             wrong_S = {k: v * S for k, v in wrong.items()}
             if spec.sliding_window and S > spec.sliding_window:
                 windowed = per_layer * ((spec.n_layers - spec.n_window_layers) * S + spec.n_window_layers * spec.sliding_window)
                 wrong_S["applied the sliding window: this table ignores windows (every layer keeps all S tokens)"] = windowed
-            check_int(df.loc[name, f"S={S}"], per_token * S,
-                      call=f"cache_size_table(..., {cache_dtype!r}).loc[{name!r}, 'S={S}']", mistakes=_slips(wrong_S), generic=False)
+            yield Case((name, f"S={S}"), per_token * S, wrong_S,
+                       call=f"cache_size_table(..., {cache_dtype!r}).loc[{name!r}, 'S={S}']")
+
+
+def _check_table(df, names, seq_lens, cache_dtype):
+    assert isinstance(df, pd.DataFrame), f"cache_size_table should return a pandas DataFrame, got {type(df).__name__}"
+    missing = [n for n in names if n not in df.index]
+    assert not missing, f"rows missing from the table (index should be the model names): {missing}"
+    for col in ["per_token"] + [f"S={S}" for S in seq_lens]:
+        assert col in df.columns, f"column {col!r} missing; columns are {list(df.columns)}"
+    check_cases(lambda name, column: df.loc[name, column], _table_cases(names, seq_lens, cache_dtype))
 
 # a bf16 cache for every row, even for MiniGPT, whose weights are fp32
 _check_table(cache_size_table(["Llama-3-8B", "MiniGPT"], [4096], "bf16"), ["Llama-3-8B", "MiniGPT"], [4096], "bf16")
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-_check_table(cache_size_table(TABLE_MODELS, [4096, 32768], "fp16"), TABLE_MODELS, [4096, 32768], "fp16")
-_check_table(cache_size_table(["MiniGPT", "Llama-3-8B"], [1, 4096], "fp32"), ["MiniGPT", "Llama-3-8B"], [1, 4096], "fp32")
 _names = ["Llama-3-8B", "Llama-2-70B", "Falcon-7B", "Gemma-2-9B", "Mistral-7B", "Qwen2.5-7B", "GPT-2 XL", "Mixtral-8x7B"]
-_check_table(cache_size_table(_names, [1, 1000, 131072], "bf16"), _names, [1, 1000, 131072], "bf16")
-_check_table(cache_size_table(_names, [4096, 32768], "fp8"), _names, [4096, 32768], "fp8")
+for _models, _seq_lens, _dtype in [(TABLE_MODELS, [4096, 32768], "fp16"), (["MiniGPT", "Llama-3-8B"], [1, 4096], "fp32"),
+                                   (_names, [1, 1000, 131072], "bf16"), (_names, [4096, 32768], "fp8")]:
+    _check_table(cache_size_table(_models, _seq_lens, _dtype), _models, _seq_lens, _dtype)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -488,31 +484,28 @@ check_int(max_context_len(_budget, _w_bytes, 32, 32, 128, 1, 2), (_budget - _w_b
           generic=False)
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
-def _slips(mistakes):
-    """Named mistakes; mistakes that give the same wrong value share one label ("a or b")."""
-    by_value = {}
-    for label, value in mistakes.items():
-        by_value.setdefault(value, []).append(label)
-    return {" or ".join(labels): value for value, labels in by_value.items()}
+from course_lib.grading import Case, check_cases
 
-_W8B = model("Llama-3-8B").n_params * 2
-_cases = [(usable_bytes(hardware("H100 SXM")), _W8B, 32, 8, 128, 1, 2),
-          (usable_bytes(hardware("H100 SXM")), _W8B, 32, 8, 128, 32, 2),
-          (usable_bytes(hardware("RTX 4090")), 13_476_831_232, 32, 32, 128, 4, 2),
-          (usable_bytes(hardware("H200 SXM")), 137_953_296_384, 80, 8, 128, 3, 2),
-          (usable_bytes(hardware("T4")), 20 * GiB, 32, 8, 128, 1, 2),
-          (16 * GiB, 16 * GiB, 32, 8, 128, 1, 2),
-          (2 * GiB, 0, 4, 2, 32, 1, 4), (10**12 + 7, 3, 61, 1, 576, 9, 1)]
-for _c in _cases:
-    _M, _W, _L, _h, _d, _B, _s = _c
-    _per = 2 * _L * _h * _d * _s
-    _exp = max(0, (_M - _W) // (_per * _B))
-    check_int(max_context_len(*_c), _exp, call=describe_call("max_context_len", *_c),
-              mistakes=_slips({"weights not subtracted": _M // (_per * _B),
-                        "batch forgotten: the free memory is shared by batch_size sequences": max(0, (_M - _W) // _per),
-                        "rounded up: the largest context that fits rounds down": -(-(_M - _W) // (_per * _B)),
-                        "negative when the weights do not fit: return 0": (_M - _W) // (_per * _B)}),
-              generic=False)
+
+def _context_case(M, W, L, h, d, B, s):
+    """The largest S with B * S * (2 L h d s) <= M - W (0 when nothing fits), and each slip's value."""
+    per_token, free = 2 * L * h * d * s, M - W
+    return Case((M, W, L, h, d, B, s), max(0, free // (per_token * B)), {
+        "weights not subtracted": M // (per_token * B),
+        "batch forgotten: the free memory is shared by batch_size sequences": max(0, free // per_token),
+        "rounded up: the largest context that fits rounds down": -(-free // (per_token * B)),
+        "negative when the weights do not fit: return 0": free // (per_token * B)})
+
+
+_fp16_weights = {name: model(name).n_params * 2 for name in ("Llama-3-8B", "Llama-2-7B", "Llama-2-70B")}
+check_cases(max_context_len, [_context_case(*c) for c in [
+    (usable_bytes(hardware("H100 SXM")), _fp16_weights["Llama-3-8B"], 32, 8, 128, 1, 2),
+    (usable_bytes(hardware("H100 SXM")), _fp16_weights["Llama-3-8B"], 32, 8, 128, 32, 2),
+    (usable_bytes(hardware("RTX 4090")), _fp16_weights["Llama-2-7B"], 32, 32, 128, 4, 2),
+    (usable_bytes(hardware("H200 SXM")), _fp16_weights["Llama-2-70B"], 80, 8, 128, 3, 2),
+    (usable_bytes(hardware("T4")), 20 * GiB, 32, 8, 128, 1, 2),
+    (16 * GiB, 16 * GiB, 32, 8, 128, 1, 2),
+    (2 * GiB, 0, 4, 2, 32, 1, 4), (10**12 + 7, 3, 61, 1, 576, 9, 1)]])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -571,27 +564,27 @@ check_int(gpus_to_hold_weights(175_000_000_000, 2, _h100_budget), _exp,
                     f"of the {format_bytes(175_000_000_000 * 2, 'GB')}": _exp - 1}, generic=False)
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
-def _slips(mistakes):
-    """Named mistakes; mistakes that give the same wrong value share one label ("a or b")."""
-    by_value = {}
-    for label, value in mistakes.items():
-        by_value.setdefault(value, []).append(label)
-    return {" or ".join(labels): value for value, labels in by_value.items()}
-
 from fractions import Fraction
 
-_cases = [(175_000_000_000, 1, usable_bytes(hardware("H100 SXM"))), (70_553_706_496, 2, usable_bytes(hardware("A100 80GB SXM"))),
-          (70_553_706_496, 0.5, usable_bytes(hardware("RTX 4090"))), (8_030_261_248, 2, usable_bytes(hardware("T4"))),
-          (671_000_000_000, 1, usable_bytes(hardware("H200 SXM"))), (40 * 10**9, 2, 80 * 10**9),
-          (40 * 10**9 + 1, 2, 80 * 10**9), (1, 4, usable_bytes(hardware("L4")))]
-for _n, _b, _m in _cases:
-    _exp = math.ceil(Fraction(_n) * Fraction(_b) / _m)
-    check_int(gpus_to_hold_weights(_n, _b, _m), _exp, call=describe_call("gpus_to_hold_weights", _n, _b, _m),
-              mistakes=_slips({"rounded down: the GPUs must hold *all* the weights (ceil)": int((_n * _b) // _m),
-                        "bits instead of bytes": int(-(-(_n * _b * 8) // _m))}), generic=False)
-check_int(gpus_to_hold_weights(np.int64(175_000_000_000), 2, np.int64(usable_bytes(hardware("H100 SXM")))),
-          math.ceil(Fraction(350_000_000_000, usable_bytes(hardware("H100 SXM")))),
-          call="gpus_to_hold_weights with NumPy integer inputs", generic=False)
+from course_lib.grading import Case, check_cases
+
+
+def _gpus_case(n_params, bytes_per_param, budget, call=""):
+    """The fewest GPUs whose budgets hold n_params * bytes_per_param bytes (exact ceil), and each slip's value."""
+    weight_bytes = Fraction(int(n_params)) * Fraction(bytes_per_param)
+    return Case((n_params, bytes_per_param, budget), math.ceil(weight_bytes / int(budget)), {
+        "rounded down: the GPUs must hold *all* the weights (ceil)": int((n_params * bytes_per_param) // budget),
+        "bits instead of bytes": int(-(-(n_params * bytes_per_param * 8) // budget))}, call=call)
+
+
+_params = {name: model(name).n_params for name in ("GPT-3 175B", "Llama-3.1-70B", "Llama-3-8B", "DeepSeek-V3")}
+check_cases(gpus_to_hold_weights, [_gpus_case(*c) for c in [
+    (_params["GPT-3 175B"], 1, _h100_budget), (_params["Llama-3.1-70B"], 2, usable_bytes(hardware("A100 80GB SXM"))),
+    (_params["Llama-3.1-70B"], 0.5, usable_bytes(hardware("RTX 4090"))), (_params["Llama-3-8B"], 2, usable_bytes(hardware("T4"))),
+    (_params["DeepSeek-V3"], 1, usable_bytes(hardware("H200 SXM"))), (40 * 10**9, 2, 80 * 10**9),
+    (40 * 10**9 + 1, 2, 80 * 10**9), (1, 4, usable_bytes(hardware("L4")))]]
+            + [_gpus_case(np.int64(_params["GPT-3 175B"]), 2, np.int64(_h100_budget),
+                          call="gpus_to_hold_weights with NumPy integer inputs")])
 ### END HIDDEN TESTS
 
 # %%
@@ -635,29 +628,31 @@ check_int(max_batch_size(_budget, _w3, _per_seq), (_budget - _w3) // _per_seq,
                     "weights not subtracted": _budget // _per_seq}, generic=False)
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
-def _slips(mistakes):
-    """Named mistakes; mistakes that give the same wrong value share one label ("a or b")."""
-    by_value = {}
-    for label, value in mistakes.items():
-        by_value.setdefault(value, []).append(label)
-    return {" or ".join(labels): value for value, labels in by_value.items()}
+from course_lib.grading import Case, check_cases
 
-_cases = [(_budget, _w3, _per_seq, 2), (_budget, _w3, _per_seq, 8),
-          (usable_bytes(hardware("H200 SXM")), 137_953_296_384, 1_342_177_280, 1),
-          (usable_bytes(hardware("H200 SXM")), 137_953_296_384, 1_342_177_280, 4),
-          (usable_bytes(hardware("RTX 4090")), 13_476_831_232, 2 * GiB, 1),
-          (usable_bytes(hardware("T4")), 20 * GiB, GiB, 1), (usable_bytes(hardware("A100 40GB SXM")), 350 * 10**9, GiB, 8),
-          (80 * 10**9, 0, 3, 3)]
-for _M, _W, _C, _X in _cases:
-    _exp = max(0, (_X * _M - _W) // _C)
-    check_int(max_batch_size(_M, _W, _C, _X), _exp, call=describe_call("max_batch_size", _M, _W, _C, tp_degree=_X),
-              mistakes=_slips({"weights subtracted on every GPU: they are split, so subtract them once from the total": max(0, _X * (_M - _W) // _C),
-                        "weights not subtracted": _X * _M // _C,
-                        "tp_degree ignored: the cache is split over tp_degree GPUs": max(0, (_M - _W) // _C),
-                        "negative when the weights do not fit: return 0": (_X * _M - _W) // _C}),
-              generic=False)
-check_int(max_batch_size(_budget, _w3, _per_seq, tp_degree=np.int64(4)), (4 * _budget - _w3) // _per_seq,
-          call="max_batch_size(..., tp_degree=np.int64(4))", generic=False)
+
+def _batch_case(M, W, C, X):
+    """The largest B with B * C <= X * M - W (0 when nothing fits), and each slip's value."""
+    free = X * M - W   # the weights are split over the X GPUs: subtracted once from their total
+    return Case((M, W, C, X), max(0, free // C), {
+        "weights subtracted on every GPU: they are split, so subtract them once from the total": max(0, X * (M - W) // C),
+        "weights not subtracted": X * M // C,
+        "tp_degree ignored: the cache is split over tp_degree GPUs": max(0, (M - W) // C),
+        "negative when the weights do not fit: return 0": free // C},
+        call=describe_call("max_batch_size", M, W, C, tp_degree=X))
+
+
+_w70 = model("Llama-2-70B").n_params * 2
+_seq70 = 2 * 80 * 8 * 128 * 4096 * 2     # Llama-2-70B, one 4096-token sequence, fp16
+check_cases(max_batch_size, [_batch_case(*c) for c in [
+    (_budget, _w3, _per_seq, 2), (_budget, _w3, _per_seq, 8),
+    (usable_bytes(hardware("H200 SXM")), _w70, _seq70, 1), (usable_bytes(hardware("H200 SXM")), _w70, _seq70, 4),
+    (usable_bytes(hardware("RTX 4090")), model("Llama-2-7B").n_params * 2, 2 * GiB, 1),
+    (usable_bytes(hardware("T4")), 20 * GiB, GiB, 1),
+    (usable_bytes(hardware("A100 40GB SXM")), model("GPT-3 175B").n_params * 2, GiB, 8),
+    (80 * 10**9, 0, 3, 3)]]
+            + [Case((_budget, _w3, _per_seq), (4 * _budget - _w3) // _per_seq, kwargs={"tp_degree": np.int64(4)},
+                    call="max_batch_size(..., tp_degree=np.int64(4))")])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -724,30 +719,31 @@ check_int(max_batch_size_tp(_budget, _w3, _per_seq, 16, 8), _exp16,
                     (16 * _budget - _w3) // _per_seq}, generic=False)
 print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
-def _slips(mistakes):
-    """Named mistakes; mistakes that give the same wrong value share one label ("a or b")."""
-    by_value = {}
-    for label, value in mistakes.items():
-        by_value.setdefault(value, []).append(label)
-    return {" or ".join(labels): value for value, labels in by_value.items()}
+from course_lib.grading import Case, check_cases
+
+
+def _tp_case(M, W, C, X, h):
+    """The largest B with M - W/X >= B * C / min(X, h) on every GPU (an exact floor), and each slip's value."""
+    shards = min(X, h)   # one sequence's cache is cut into this many pieces
+    right = max(0, (X * M - W) * shards // (X * C))
+    by_float = max(0, math.floor((M - W / X) / (C / shards)))
+    return Case((M, W, C, X, h), right, {
+        "cache split over every GPU although there are fewer KV heads than GPUs (replicate heads)": max(0, (X * M - W) // C),
+        "weights not split over the GPUs": max(0, (M - W) * shards // C),
+        "negative when the weights do not fit: return 0": (X * M - W) * shards // (X * C),
+        "floating-point rounding: compute the floor with exact integers": by_float if by_float != right else None},
+        call=describe_call("max_batch_size_tp", M, W, C, tp_degree=X, n_kv_heads=h))
+
 
 _h200 = usable_bytes(hardware("H200 SXM"))
 _a100 = usable_bytes(hardware("A100 80GB SXM"))
-_cases = [(_budget, _w3, _per_seq, 1, 8), (_budget, _w3, _per_seq, 8, 8), (_budget, _w3, _per_seq, 32, 8),
-          (_h200, 137_953_296_384, 1_342_177_280, 16, 8), (_a100, 137_953_296_384, 1_342_177_280, 2, 8),
-          (_a100, 13_476_831_232, 2 * GiB, 64, 32), (usable_bytes(hardware("L4")), 13_476_831_232, 2 * GiB, 2, 1),
-          (10 * 10**9, 700 * 10**9, GiB, 16, 8), (_budget, 14_483_464_192, 10**9 + 7, 12, 4)]
-for _M, _W, _C, _X, _h in _cases:
-    _exp = max(0, (_X * _M - _W) * min(_X, _h) // (_X * _C))
-    _float = max(0, math.floor((_M - _W / _X) / (_C / min(_X, _h))))
-    _wrong = {"cache split over every GPU although there are fewer KV heads than GPUs (replicate heads)": max(0, (_X * _M - _W) // _C),
-              "weights not split over the GPUs": max(0, (_M - _W) * min(_X, _h) // _C),
-              "negative when the weights do not fit: return 0": (_X * _M - _W) * min(_X, _h) // (_X * _C)}
-    if _float != _exp:
-        _wrong["floating-point rounding: compute the floor with exact integers"] = _float
-    check_int(max_batch_size_tp(_M, _W, _C, _X, _h), _exp,
-              call=describe_call("max_batch_size_tp", _M, _W, _C, tp_degree=_X, n_kv_heads=_h), mistakes=_slips(_wrong),
-              generic=False)
+_w70, _w7 = model("Llama-2-70B").n_params * 2, model("Llama-2-7B").n_params * 2
+_seq70 = 2 * 80 * 8 * 128 * 4096 * 2     # Llama-2-70B, one 4096-token sequence, fp16
+check_cases(max_batch_size_tp, [_tp_case(*c) for c in [
+    (_budget, _w3, _per_seq, 1, 8), (_budget, _w3, _per_seq, 8, 8), (_budget, _w3, _per_seq, 32, 8),
+    (_h200, _w70, _seq70, 16, 8), (_a100, _w70, _seq70, 2, 8),
+    (_a100, _w7, 2 * GiB, 64, 32), (usable_bytes(hardware("L4")), _w7, 2 * GiB, 2, 1),
+    (10 * 10**9, 700 * 10**9, GiB, 16, 8), (_budget, model("Mistral-7B").n_params * 2, 10**9 + 7, 12, 4)]])
 ### END HIDDEN TESTS
 
 # %%
@@ -799,22 +795,15 @@ def model_kv_bytes_per_token(spec, bytes_per_elem):
     ### END SOLUTION
 
 # %% tests id=test_model_kv_bytes_per_token points=2
-def _slips(mistakes):
-    """Named mistakes; mistakes that give the same wrong value share one label ("a or b")."""
-    by_value = {}
-    for label, value in mistakes.items():
-        by_value.setdefault(value, []).append(label)
-    return {" or ".join(labels): value for value, labels in by_value.items()}
-
 def _mla_slips(m, s):
     """Named mistakes for an MLA model, computed from its spec."""
     latent = m.n_layers * (m.mla_kv_lora_rank + m.mla_rope_dim) * s
-    return _slips({"MLA stores one latent per layer, not K and V: no factor 2": 2 * latent,
+    return {"MLA stores one latent per layer, not K and V: no factor 2": 2 * latent,
             f"MLA treated like MHA: {m.n_kv_heads} KV heads of head_dim {m.head_dim} instead of the latent":
                 2 * m.n_layers * m.n_kv_heads * m.head_dim * s,
             f"MLA: sized the decompressed per-head K ({m.head_dim}) and V ({m.v_head_dim}), not the latent the cache stores":
                 m.n_layers * m.n_kv_heads * (m.head_dim + m.v_head_dim) * s,
-            "MLA: rope key dimension forgotten": m.n_layers * m.mla_kv_lora_rank * s})
+            "MLA: rope key dimension forgotten": m.n_layers * m.mla_kv_lora_rank * s}
 
 check_int(model_kv_bytes_per_token(model("Mistral-7B"), 2), 131_072,
           call="model_kv_bytes_per_token(model('Mistral-7B'), 2)",
@@ -826,23 +815,26 @@ print("Visible tests passed.")
 ### BEGIN HIDDEN TESTS
 from dataclasses import replace as _replace
 
-for _name in MODELS:
-    _m = model(_name)
-    for _s in (1, 2, 4):
-        if _m.attention == "MLA":
-            _exp = _m.n_layers * (_m.mla_kv_lora_rank + _m.mla_rope_dim) * _s
-            _wrong = _mla_slips(_m, _s)
-        else:
-            _exp = 2 * _m.n_layers * _m.n_kv_heads * _m.head_dim * _s
-            _wrong = {f"used all {_m.n_heads} query heads instead of the {_m.n_kv_heads} KV heads": 2 * _m.n_layers * _m.n_heads * _m.head_dim * _s,
-                      "used d_model instead of n_kv_heads * head_dim": 2 * _m.n_layers * _m.d_model * _s,
-                      "forgot the factor 2 (K and V)": _exp // 2}
-        check_int(model_kv_bytes_per_token(_m, _s), _exp, call=f"model_kv_bytes_per_token(model({_name!r}), {_s})",
-                  mistakes=_slips(_wrong), generic=False)
-# a made-up MLA model the notebook never shows
+from course_lib.grading import Case, check_cases
+
+
+def _model_case(m, s, call):
+    """MLA's latent, or K and V of the KV heads, for every layer; and each slip's value."""
+    if m.attention == "MLA":
+        return Case((m, s), m.n_layers * (m.mla_kv_lora_rank + m.mla_rope_dim) * s, _mla_slips(m, s), call=call)
+    right = 2 * m.n_layers * m.n_kv_heads * m.head_dim * s
+    return Case((m, s), right, {
+        f"used all {m.n_heads} query heads instead of the {m.n_kv_heads} KV heads": 2 * m.n_layers * m.n_heads * m.head_dim * s,
+        "used d_model instead of n_kv_heads * head_dim": 2 * m.n_layers * m.d_model * s,
+        "forgot the factor 2 (K and V)": right // 2}, call=call)
+
+
+# every model of the table, and a made-up MLA model the notebook never shows
 _toy = _replace(model("DeepSeek-V2"), name="toy-MLA", n_layers=7, mla_kv_lora_rank=96, mla_rope_dim=32)
-check_int(model_kv_bytes_per_token(_toy, 2), 7 * 128 * 2, call="model_kv_bytes_per_token(toy MLA model, 2)",
-          mistakes=_mla_slips(_toy, 2), generic=False)
+check_cases(model_kv_bytes_per_token,
+            [_model_case(model(_name), _s, f"model_kv_bytes_per_token(model({_name!r}), {_s})")
+             for _name in MODELS for _s in (1, 2, 4)]
+            + [_model_case(_toy, 2, "model_kv_bytes_per_token(toy MLA model, 2)")])
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -945,68 +937,69 @@ def preallocation_waste(max_seq_len, actual_lens):
 
 # %% tests id=test_preallocation_waste points=2
 _USED = "returned the used fraction; the task asks for the unused (wasted) fraction"
+_PERCENT = "returned a percentage: the task asks for a fraction in [0, 1]"
 check_real(preallocation_waste(32768, [1024] * 32), 1 - 1024 / 32768, call="preallocation_waste(32768, [1024] * 32)",
-           mistakes={_USED: 1024 / 32768, "returned a percentage: the task asks for a fraction in [0, 1]": 100 * (1 - 1024 / 32768)},
-           generic=False)
+           mistakes={_USED: 1024 / 32768, _PERCENT: 100 * (1 - 1024 / 32768)}, generic=False)
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
 import random as _random
 
+from course_lib.grading import Case, check_cases
+
+
+def _waste_case(max_seq_len, lens, call=""):
+    """1 - sum(lens) / (max_seq_len * len(lens)), and what the used fraction or a percentage would be."""
+    right = 1 - sum(lens) / (max_seq_len * len(lens))
+    return Case((max_seq_len, lens), right, {_USED: 1 - right, _PERCENT: 100 * right}, call=call)
+
+
 _rng = _random.Random(20261123)
+_cases = []
 for _trial in range(6):
     _smax = _rng.randint(16, 20000)
     _lens = [_rng.randint(0, _smax) for _ in range(_rng.randint(1, 50))]
-    _exp = 1 - sum(_lens) / (_smax * len(_lens))
-    _call = f"preallocation_waste({_smax}, <list of {len(_lens)} lengths>)"
-    check_real(preallocation_waste(_smax, _lens), _exp, call=_call, rel=1e-9,
-               mistakes={_USED: 1 - _exp, "returned a percentage: the task asks for a fraction in [0, 1]": 100 * _exp},
-               generic=False)
-check_real(preallocation_waste(4096, [4096, 4096]), 0.0, call="preallocation_waste(4096, [4096, 4096])", generic=False)
-check_real(preallocation_waste(100, (0,)), 1.0, call="preallocation_waste(100, (0,))", generic=False)
-check_real(preallocation_waste(10, (1, 2, 3)), 0.8, call="preallocation_waste(10, (1, 2, 3))",
-           mistakes={_USED: 0.2}, generic=False)
+    _cases.append(_waste_case(_smax, _lens, f"preallocation_waste({_smax}, <list of {len(_lens)} lengths>)"))
+check_cases(preallocation_waste, _cases + [_waste_case(4096, [4096, 4096]), _waste_case(100, (0,)),
+                                           _waste_case(10, (1, 2, 3))])
 ### END HIDDEN TESTS
 
 # %% tests id=test_preallocation_waste_arrays points=1
+from course_lib.grading import Case, check_cases
+
 _USED = "returned the used fraction; the task asks for the unused (wasted) fraction"
+# an array's truth value is ambiguous: name that mistake instead of showing a bare traceback
+_NO_TRUTH = ("tested emptiness with `not actual_lens` or `actual_lens == []`, which fails for a NumPy array; "
+             "use len(actual_lens) == 0")
 
 
-def _waste(max_seq_len, lens, call):
-    # an array's truth value is ambiguous: name that mistake instead of showing a bare traceback
-    try:
-        return preallocation_waste(max_seq_len, lens)
-    except ValueError as exc:
-        if "truth value of an array" in str(exc) or "could not be broadcast" in str(exc):
-            raise AnswerError(f"{call} raised ValueError: {exc}\n  Likely mistake: tested emptiness with "
-                              "`not actual_lens` or `actual_lens == []`, which fails for a NumPy array; "
-                              "use len(actual_lens) == 0") from None
-        raise
+def _array_case(max_seq_len, lens, call):
+    """The unused fraction for lengths in a NumPy array, and what the used fraction would be."""
+    right = 1 - float(np.sum(lens)) / (max_seq_len * len(lens))
+    return Case((max_seq_len, lens), right, {_USED: 1 - right}, call=call,
+                errors={"truth value of an array": _NO_TRUTH, "could not be broadcast": _NO_TRUTH})
 
 
-_call = "preallocation_waste(100, np.array([10, 20, 60]))"
-check_real(_waste(100, np.array([10, 20, 60]), _call), 1 - 90 / 300, call=_call,
-           mistakes={_USED: 90 / 300}, generic=False)
+check_cases(preallocation_waste, [_array_case(100, np.array([10, 20, 60]), "preallocation_waste(100, np.array([10, 20, 60]))")])
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
 _nprng = np.random.default_rng(20261123)
+_cases = []
 for _trial in range(4):
     _smax = int(_nprng.integers(16, 20000))
     _lens = _nprng.integers(0, _smax + 1, size=int(_nprng.integers(2, 50)))
-    _exp = 1 - float(np.sum(_lens)) / (_smax * len(_lens))
-    _call = f"preallocation_waste({_smax}, <NumPy array of {len(_lens)} lengths>)"
-    check_real(_waste(_smax, _lens, _call), _exp, call=_call, rel=1e-9, mistakes={_USED: 1 - _exp}, generic=False)
-_call = "preallocation_waste(10, np.array([1, 2, 3], dtype=np.int32))"
-check_real(_waste(10, np.array([1, 2, 3], dtype=np.int32), _call), 0.8, call=_call, mistakes={_USED: 0.2}, generic=False)
+    _cases.append(_array_case(_smax, _lens, f"preallocation_waste({_smax}, <NumPy array of {len(_lens)} lengths>)"))
+check_cases(preallocation_waste, _cases + [_array_case(10, np.array([1, 2, 3], dtype=np.int32),
+                                                       "preallocation_waste(10, np.array([1, 2, 3], dtype=np.int32))")])
 ### END HIDDEN TESTS
 
 # %% tests id=test_preallocation_waste_validation points=1
 expect_error(preallocation_waste, (100, []), None, ValueError, "no sequences")
 print("Visible test passed.")
 ### BEGIN HIDDEN TESTS
-expect_error(preallocation_waste, (100, ()), None, ValueError, "no sequences (an empty tuple)")
-expect_error(preallocation_waste, (100, np.array([], dtype=np.int64)), None, ValueError, "no sequences (an empty array)")
-expect_error(preallocation_waste, (100, [50, 101]), None, ValueError, "a sequence longer than max_seq_len")
-expect_error(preallocation_waste, (100, [50, -1]), None, ValueError, "a negative length")
+for _args, _why in [((100, ()), "no sequences (an empty tuple)"),
+                    ((100, np.array([], dtype=np.int64)), "no sequences (an empty array)"),
+                    ((100, [50, 101]), "a sequence longer than max_seq_len"), ((100, [50, -1]), "a negative length")]:
+    expect_error(preallocation_waste, _args, None, ValueError, _why)
 ### END HIDDEN TESTS
 
 # %%

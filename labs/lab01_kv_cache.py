@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.grading import TENSOR_RTOL, AnswerError, check_tensor, check_tokens, rel_error
+from course_lib.grading import AnswerError, check_tensor, check_tokens, rel_error
 from course_lib.minigpt import count_params, decode, encode, load_minigpt
 from course_lib.specs import MINIGPT
 from course_lib.timing import format_seconds, is_autograding, measure, progress
@@ -253,8 +253,7 @@ def _visible_attention_tests():
     v = torch.randn(1, 2, 5, 8)
     k_equal = torch.randn(1, 2, 1, 8).expand(1, 2, 5, 8)  # equal keys: uniform weights
     check_tensor(attention(torch.randn(1, 2, 3, 8), k_equal, v, causal=False),
-                 v.mean(dim=2, keepdim=True).expand(1, 2, 3, 8), rtol=TENSOR_RTOL,
-                 call="attention(q, k_all_equal, v, causal=False)")
+                 v.mean(dim=2, keepdim=True).expand(1, 2, 3, 8), call="attention(q, k_all_equal, v, causal=False)")
 
 _visible_error = None
 try:
@@ -262,42 +261,18 @@ try:
 except Exception as _exc:  # noqa: BLE001 - reported at the end of the cell
     _visible_error = _exc
 ### BEGIN HIDDEN TESTS
-_refs = np.load("ref/lab01_refs.npz", allow_pickle=False)
-_BUGS = {
-    "no_scale": "scores not divided by sqrt(D): s = q.k / sqrt(head_dim)",
-    "mask_not_offset": "causal mask not offset by past_len = T_k - T_q (query i must see keys "
-                       "0..T_k-T_q+i; tril(T_q, T_k) and SDPA is_causal=True align the mask top-left)",
-    "sdpa_is_causal": "causal mask not offset by past_len = T_k - T_q (scaled_dot_product_attention("
-                      "is_causal=True) aligns the mask top-left, wrong when T_q < T_k)",
-    "softmax_wrong_axis": "softmax over the wrong axis: normalise over the keys (dim=-1)",
-    "gqa_repeat": "GQA: query head h used KV head h % H_kv (as k.repeat(1, g, 1, 1), or q grouped as "
-                  "(B, g, H_kv, ...), give) instead of h // g with g = H // H_kv",
-}
-_n_cases = int(_refs["attn/n_cases"])
-for _i in range(_n_cases):
-    _p = f"attn/{_i}/"
-    _q, _k, _v = (torch.from_numpy(_refs[_p + n]) for n in ("q", "k", "v"))
-    _causal = bool(_refs[_p + "causal"])
-    _B, _H, _Tq, _D = _q.shape
-    _Hkv, _Tk = _k.shape[1], _k.shape[2]
-    _call = (f"attention(q{tuple(_q.shape)}, k{tuple(_k.shape)}, v{tuple(_v.shape)}, causal={_causal})")
-    _known = {}
-    for _name, _label in _BUGS.items():
-        if _p + "bug/" + _name in _refs.files:
-            if _name in ("mask_not_offset", "sdpa_is_causal") and _Tq == 1:
-                _label = "decode step attends only to the first key: " + _label
-            _known[_label] = _refs[_p + "bug/" + _name]
-    _q0, _k0, _v0 = _q.clone(), _k.clone(), _v.clone()
+# The reference outputs (course_lib.lab01_refs): each case's inputs, output and named mistakes' outputs.
+from course_lib import lab01_refs as _ref
+
+for _case in _ref.attention_cases(np.load(_ref.PATH, allow_pickle=False)):
+    _inputs = (_case.q.clone(), _case.k.clone(), _case.v.clone())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _got = attention(_q, _k, _v, causal=_causal)
-    if not (torch.equal(_q, _q0) and torch.equal(_k, _k0) and torch.equal(_v, _v0)):
-        raise AnswerError(f"{_call} modified its inputs in place; work on new tensors")
-    check_tensor(_got, _refs[_p + "out"], call=_call, rtol=TENSOR_RTOL, known=_known, dtype=torch.float32,
-                 axes=("batch", "head", "query", "dim"),
-                 shape_mistakes={(_B, _Hkv, _Tq, _D): "returned H_kv heads: each KV head serves "
-                                 "H // H_kv query heads, and the output has one head per query head",
-                                 (_B, _H, _Tk, _D): "returned T_k rows: the output has one row per query"})
+        _got = attention(*_inputs, causal=_case.causal)
+    if not all(torch.equal(_a, _b) for _a, _b in zip(_inputs, (_case.q, _case.k, _case.v), strict=True)):
+        raise AnswerError(f"{_case.call} modified its inputs in place; work on new tensors")
+    check_tensor(_got, _case.expected, call=_case.call, known=_case.known, dtype=torch.float32,
+                 axes=("batch", "head", "query", "dim"), shape_mistakes=_case.shape_mistakes)
 ### END HIDDEN TESTS
 if _visible_error is not None:
     raise _visible_error
@@ -608,14 +583,11 @@ if _ko.shape[2] != _ms:
 _expect_value_error(lambda: _c.update(0, torch.randn(_b, _hk, 1, _d), torch.randn(_b, _hk, 1, _d)),
                     "update on a full cache")
 # wrong shapes (layer 1 still has room)
-_expect_value_error(lambda: _c.update(1, torch.randn(_b, _hk + 1, 1, _d), torch.randn(_b, _hk + 1, 1, _d)),
-                    "update with 3 KV heads on a cache for 2")
-_expect_value_error(lambda: _c.update(1, torch.randn(_b, 1, 1, _d), torch.randn(_b, 1, 1, _d)),
-                    "update with 1 KV head on a cache for 2 (it would broadcast silently)")
-_expect_value_error(lambda: _c.update(1, torch.randn(_b + 1, _hk, 1, _d), torch.randn(_b + 1, _hk, 1, _d)),
-                    "update with batch 4 on a cache for batch 3")
-_expect_value_error(lambda: _c.update(1, torch.randn(_b, _hk, 1, _d * 2), torch.randn(_b, _hk, 1, _d * 2)),
-                    f"update with head_dim {_d * 2} on a cache for head_dim {_d}")
+for _shape, _what in [((_b, _hk + 1, 1, _d), "update with 3 KV heads on a cache for 2"),
+                      ((_b, 1, 1, _d), "update with 1 KV head on a cache for 2 (it would broadcast silently)"),
+                      ((_b + 1, _hk, 1, _d), "update with batch 4 on a cache for batch 3"),
+                      ((_b, _hk, 1, _d * 2), f"update with head_dim {_d * 2} on a cache for head_dim {_d}")]:
+    _expect_value_error(lambda: _c.update(1, torch.randn(_shape), torch.randn(_shape)), _what)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -718,12 +690,12 @@ def _visible_forward_tests():
                               f"expected logits of shape (2, 12, 256)")
         cache = KVCache(L, 2, H_kv, 16, D)
         parts = [forward(model, idx[:, :8], cache)] + [forward(model, idx[:, t:t + 1], cache) for t in range(8, 12)]
-    check_tensor(parts[0], full[:, :8], call="forward(model, idx[:, :8], empty_cache) (prefill)", rtol=TENSOR_RTOL,
+    check_tensor(parts[0], full[:, :8], call="forward(model, idx[:, :8], empty_cache) (prefill)",
                  axes=("batch", "position", "vocab"))
     if cache.seq_len(0) != 12:
         raise AnswerError(f"after a prefill of 8 tokens and 4 decode steps the cache holds {cache.seq_len(0)} "
                           f"positions in layer 0, expected 12: is every layer's k, v appended?")
-    check_tensor(torch.cat(parts, dim=1), full, rtol=TENSOR_RTOL, axes=("batch", "position", "vocab"),
+    check_tensor(torch.cat(parts, dim=1), full, axes=("batch", "position", "vocab"),
                  call="forward with a cache (prefill 8 tokens, then 4 decode steps)")
     print("Visible tests passed: cached and uncached logits agree.")
 
@@ -733,54 +705,33 @@ try:
 except Exception as _exc:  # noqa: BLE001 - reported at the end of the cell
     _visible_error = _exc
 ### BEGIN HIDDEN TESTS
-import json as _json
-
+# The reference logits (course_lib.lab01_refs): all at once, then in chunks through a cache.
+from course_lib import lab01_refs as _ref
 from course_lib.minigpt import weights_fingerprint as _wfp
 
-_refs = np.load("ref/lab01_refs.npz", allow_pickle=False)
-_meta = _json.loads(str(_refs["meta"]))
-if _wfp(model) != _meta["weights_fingerprint"]:
+_case = _ref.forward_case(np.load(_ref.PATH, allow_pickle=False))
+if _wfp(model) != _case.weights_fingerprint:
     raise AnswerError("the MiniGPT weights differ from those the references were made with: "
                       "reload the model with load_minigpt() and do not change its weights")
-_FWD_BUGS = {
-    "positions_restart": "positions restart at 0 for the new tokens: with a cache they are "
-                         "past_len, past_len+1, ... (read past_len from cache.seq_len())",
-    "cache_not_appended": "the cache is not appended: the new keys must go after the old ones",
-    "whole_buffer": "the cache returns its whole buffer (empty slots included) instead of the filled part",
-    "mask_not_offset": "causal mask not offset by past_len = T_k - T_q (decode step attends only to the "
-                       "first key? tril(T_q, T_k) and SDPA is_causal=True align the mask top-left)",
-    "sdpa_is_causal": "causal mask not offset by past_len: scaled_dot_product_attention(is_causal=True) "
-                      "is wrong when T_q < T_k",
-    "no_scale": "attention scores not divided by sqrt(D)",
-    "softmax_wrong_axis": "softmax over the wrong axis",
-    "gqa_repeat": "GQA: query head h used KV head h % H_kv instead of h // (H // H_kv)",
-}
-_idx = torch.from_numpy(_refs["fwd/idx"])
-_ref_logits = _refs["fwd/logits"]
-_B, _T = _idx.shape
-_known = {lab: _refs["fwd/bug/" + n] for n, lab in _FWD_BUGS.items() if "fwd/bug/" + n in _refs.files}
-_known_uncached = {lab: _refs["fwd/bug_uncached/" + n] for n, lab in _FWD_BUGS.items()
-                   if "fwd/bug_uncached/" + n in _refs.files}
+_B, _T = _case.idx.shape
 with torch.no_grad(), warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    _got = forward(model, _idx)
-check_tensor(_got, _ref_logits, call=f"forward(model, idx{tuple(_idx.shape)}) without a cache", rtol=TENSOR_RTOL,
-             known=_known_uncached, axes=("batch", "position", "vocab"), dtype=torch.float32)
-_schedule = [int(s) for s in _refs["fwd/schedule"]]
-_cache = KVCache(L, _B, H_kv, int(_refs["fwd/capacity"]), D)  # room to spare: overflow is graded in Part 2
+    _got = forward(model, _case.idx)
+check_tensor(_got, _case.logits, call=f"forward(model, idx{(_B, _T)}) without a cache",
+             known=_case.known_uncached, axes=("batch", "position", "vocab"), dtype=torch.float32)
+_cache = KVCache(L, _B, H_kv, _case.capacity, D)  # room to spare: overflow is graded in Part 2
 _parts, _t = [], 0
 with torch.no_grad(), warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    for _n in _schedule:
+    for _n in _case.schedule:
         try:
-            _parts.append(forward(model, _idx[:, _t:_t + _n], _cache))
+            _parts.append(forward(model, _case.idx[:, _t:_t + _n], _cache))
         except Exception as _exc:  # noqa: BLE001
             raise AnswerError(f"forward(model, idx[:, {_t}:{_t + _n}], cache) with {_t} tokens cached "
                               f"raised {type(_exc).__name__}: {_exc}") from None
         _t += _n
-_cache_call = f"forward with a cache, chunks of {_schedule} tokens, logits concatenated"
-check_tensor(torch.cat(_parts, dim=1), _ref_logits, call=_cache_call, rtol=TENSOR_RTOL,
-             known=_known, axes=("batch", "position", "vocab"))
+check_tensor(torch.cat(_parts, dim=1), _case.logits, known=_case.known, axes=("batch", "position", "vocab"),
+             call=f"forward with a cache, chunks of {_case.schedule} tokens, logits concatenated")
 if _cache.seq_len(0) != _T or _cache.seq_len(L - 1) != _T:
     raise AnswerError(f"after forward over {_T} tokens the cache holds {_cache.seq_len(0)} (layer 0) and "
                       f"{_cache.seq_len(L - 1)} (layer {L - 1}); every layer must append its keys")
@@ -837,20 +788,19 @@ check_tokens(_with, _without, call="generate(model, prompt, 12, use_cache=True) 
 check_tokens(_with[:, :_prompt.shape[1]], _prompt, call="generate(...)[:, :T0] (the prompt must come first)")
 print("Visible tests passed. Generated bytes:", repr(decode(_with[0, _prompt.shape[1]:])))
 ### BEGIN HIDDEN TESTS
-_refs = np.load("ref/lab01_refs.npz", allow_pickle=False)
-for _i in range(int(_refs["gen/n_cases"])):
-    _p = torch.from_numpy(_refs[f"gen/{_i}/prompt"])
-    _n = int(_refs[f"gen/{_i}/max_new"])
-    _exp = _refs[f"gen/{_i}/tokens"]
+# The reference generations (course_lib.lab01_refs): the greedy tokens, prompt included.
+from course_lib import lab01_refs as _ref
+
+for _case in _ref.generation_cases(np.load(_ref.PATH, allow_pickle=False)):
     for _uc in (True, False):
-        _call = f"generate(model, prompt{tuple(_p.shape)}, {_n}, use_cache={_uc})"
+        _call = f"generate(model, prompt{tuple(_case.prompt.shape)}, {_case.max_new}, use_cache={_uc})"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                _got = generate(model, _p.clone(), _n, use_cache=_uc)
+                _got = generate(model, _case.prompt.clone(), _case.max_new, use_cache=_uc)
             except Exception as _exc:  # noqa: BLE001
                 raise AnswerError(f"{_call} raised {type(_exc).__name__}: {_exc}") from None
-        check_tokens(_got, _exp, call=_call)
+        check_tokens(_got, _case.tokens, call=_call)
 ### END HIDDEN TESTS
 
 # %% [markdown]

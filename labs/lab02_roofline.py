@@ -59,7 +59,7 @@ import torch
 from IPython.display import display
 
 from course_lib import roofline
-from course_lib.grading import AnswerError, check_int, check_real, describe_call, expect_error
+from course_lib.grading import check_int, check_real, describe_call, expect_error
 from course_lib.plotting import new_axes, plot_intensity_vs_length, plot_roofline
 from course_lib.specs import hardware, hardware_table, model
 from course_lib.timing import format_seconds, is_autograding
@@ -146,7 +146,7 @@ def attention_flops(n_q: int, n_kv: int, head_dim: int, n_heads: int = 1) -> int
 
 
 # %% tests id=test_attention_flops points=3
-from course_lib.grading import AnswerError, check_int, describe_call
+from course_lib.grading import check_int, describe_call
 
 MULADD = ("2x too few matmul FLOPs: a multiply-add is 2 FLOPs, so a matmul (m x k)(k x n) costs "
           "2*m*k*n, and attention has two matmuls (Q K^T and P V)")
@@ -182,35 +182,36 @@ check_int(attention_flops(1, 4096, 128, n_heads=32), 67_764_224,
 print("Visible tests passed: prefill N=1024 costs 542,113,792 FLOPs per head; "
       "decode at N=4096 with 32 heads costs 67,764,224.")
 ### BEGIN HIDDEN TESTS
-def _flops_expected(n_q, n_kv, d, h):
-    return h * (4 * n_q * n_kv * d + 5 * n_q * n_kv)
+from course_lib.grading import Case, check_cases
 
 
-def _flops_slips(n_q, n_kv, d, h):
+def _flops_case(n_q, n_kv, d, h):
+    """h (4 n_q n_kv d + 5 n_q n_kv) FLOPs, and what each slip counts instead."""
     qk = n_q * n_kv
     slips = {MULADD: h * (2 * qk * d + 5 * qk), NO_SOFTMAX: h * 4 * qk * d,
              CAUSAL_HALF: h * (4 * qk * d + 5 * qk) / 2, ONE_HEAD: 4 * qk * d + 5 * qk,
              SWAPPED: h * (4 * qk * d + 5 * n_q * d), SQUARE: h * (4 * n_q * n_q * d + 5 * n_q * n_q)}
     for c in (1, 2, 3, 4, 6, 7):
         slips[SOFTMAX_AS(c)] = h * (4 * qk * d + c * qk)
-    return slips
+    return Case((n_q, n_kv, d, h), h * (4 * qk * d + 5 * qk), slips)
 
 
-_cases = [(1, 1, 1, 1), (7, 13, 5, 3), (2048, 2048, 64, 12), (1, 32768, 128, 64), (1, 8192, 256, 16),
-          (300, 300, 96, 1), (16, 4096, 128, 32), (1, 131072, 128, 128), (5, 5, 1, 1), (1, 2, 80, 71)]
-for _c in _cases:
-    check_int(attention_flops(*_c), _flops_expected(*_c), call=describe_call("attention_flops", *_c),
-              mistakes=_flops_slips(*_c), generic=False)
-# keyword arguments, as the notebook calls them
-check_int(attention_flops(n_q=3, n_kv=9, head_dim=4, n_heads=2), _flops_expected(3, 9, 4, 2),
-          call="attention_flops(n_q=3, n_kv=9, head_dim=4, n_heads=2)", mistakes=_flops_slips(3, 9, 4, 2),
-          generic=False)
+check_cases(attention_flops, [_flops_case(*c) for c in [
+    (1, 1, 1, 1), (7, 13, 5, 3), (2048, 2048, 64, 12), (1, 32768, 128, 64), (1, 8192, 256, 16),
+    (300, 300, 96, 1), (16, 4096, 128, 32), (1, 131072, 128, 128), (5, 5, 1, 1), (1, 2, 80, 71)]]
+            # keyword arguments, as the notebook calls them
+            + [_flops_case(3, 9, 4, 2).by_keyword("n_q", "n_kv", "head_dim", "n_heads")])
+
+
+def _doubled(n_q, n_kv):
+    """attention_flops at twice the context (and twice the queries, unless one is decoded), over once."""
+    return attention_flops(n_q if n_q == 1 else 2 * n_q, 2 * n_kv, 64) / attention_flops(n_q, n_kv, 64)
+
+
 # prefill per head grows like N^2, decode like N
-_pre = [attention_flops(n, n, 64) for n in (256, 512)]
-_dec = [attention_flops(1, n, 64) for n in (256, 512)]
-if not (3.9 < _pre[1] / _pre[0] <= 4.0 and 1.99 < _dec[1] / _dec[0] <= 2.0):
-    raise AnswerError("attention_flops: doubling N should multiply prefill FLOPs by 4 and decode "
-                      f"FLOPs by 2; got x{_pre[1] / _pre[0]:.3g} and x{_dec[1] / _dec[0]:.3g}")
+check_cases(_doubled, [
+    Case((256, 256), 2.0 ** 2, call="attention_flops(512, 512, 64) / attention_flops(256, 256, 64): prefill at twice N"),
+    Case((1, 256), 2.0 ** 1, call="attention_flops(1, 512, 64) / attention_flops(1, 256, 64): decode at twice N")])
 ### END HIDDEN TESTS
 
 
@@ -220,9 +221,10 @@ from course_lib.grading import expect_error
 expect_error(attention_flops, (0, 16, 64), None, ValueError, "n_q must be >= 1")
 print("Visible test passed: attention_flops rejects a size of 0.")
 ### BEGIN HIDDEN TESTS
-for _args in [(4, 0, 64), (4, 16, 0), (-1, 16, 64)]:
-    expect_error(attention_flops, _args, None, ValueError, "sizes must be >= 1")
-expect_error(attention_flops, (4, 16, 64), {"n_heads": 0}, ValueError, "n_heads must be >= 1")
+for _args, _kwargs, _why in [((4, 0, 64), None, "sizes must be >= 1"), ((4, 16, 0), None, "sizes must be >= 1"),
+                             ((-1, 16, 64), None, "sizes must be >= 1"),
+                             ((4, 16, 64), {"n_heads": 0}, "n_heads must be >= 1")]:
+    expect_error(attention_flops, _args, _kwargs, ValueError, _why)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -312,11 +314,15 @@ check_int(attention_bytes(1, 8192, 128, 2, n_heads=32, n_kv_heads=8), 35_667_968
 print("Visible tests passed: prefill N=512 moves 2,359,296 B unfused and 262,144 B fused; "
       "GQA decode at N=8192 moves 33,570,816 B fused.")
 ### BEGIN HIDDEN TESTS
-def _bytes_expected(n_q, n_kv, d, b, h, hkv, fused):
-    return b * (2 * h * n_q * d + 2 * hkv * n_kv * d + (0 if fused else 4 * h * n_q * n_kv))
+from course_lib.grading import Case, check_cases
 
 
-def _bytes_slips(n_q, n_kv, d, b, h, hkv, fused):
+def _bytes_case(n_q, n_kv, d, b, **heads_and_fused):
+    """attention_bytes(n_q, n_kv, d, b, **heads_and_fused): b (2 h n_q d + 2 h_kv n_kv d [+ 4 h n_q n_kv
+    unfused]) bytes, and what each slip counts instead."""
+    h = heads_and_fused.get("n_heads", 1)
+    hkv = heads_and_fused.get("n_kv_heads") or h
+    fused = heads_and_fused.get("fused", False)
     qo = 2 * h * n_q * d
     kv = 2 * hkv * n_kv * d
     sp = 0 if fused else 4 * h * n_q * n_kv
@@ -335,31 +341,20 @@ def _bytes_slips(n_q, n_kv, d, b, h, hkv, fused):
     slips[NO_QO] = b * (qo // 2 + kv + sp)
     slips[ELEMENTS] = qo + kv + sp
     slips[BITS] = 8 * b * (qo + kv + sp)
-    return slips
+    return Case((n_q, n_kv, d, b), b * (qo + kv + sp), slips, kwargs=heads_and_fused)
 
 
-_cases = [(1, 1, 1, 1, 1, 1, False), (1, 1, 1, 1, 1, 1, True), (3, 10, 7, 4, 6, 2, False),
-          (3, 10, 7, 4, 6, 2, True), (2048, 2048, 128, 2, 32, 8, False), (2048, 2048, 128, 2, 32, 8, True),
-          (1, 65536, 128, 2, 64, 8, False), (1, 65536, 128, 2, 64, 8, True), (1, 2048, 64, 2, 71, 1, True),
-          (1, 2048, 64, 2, 71, 1, False), (4096, 4096, 64, 4, 12, 12, False), (1, 100_000, 256, 1, 16, 8, True),
-          (128, 8192, 128, 2, 28, 4, False)]
-for _c in _cases:
-    _n_q, _n_kv, _d, _b, _h, _hkv, _fused = _c
-    check_int(attention_bytes(_n_q, _n_kv, _d, _b, n_heads=_h, n_kv_heads=_hkv, fused=_fused),
-              _bytes_expected(*_c), mistakes=_bytes_slips(*_c), generic=False,
-              call=describe_call("attention_bytes", _n_q, _n_kv, _d, _b, n_heads=_h, n_kv_heads=_hkv,
-                                 fused=_fused))
-# default n_kv_heads (None) means MHA, for several head counts
-for _h in (1, 4, 25):
-    for _fused in (False, True):
-        check_int(attention_bytes(1, 1000, 64, 2, n_heads=_h, fused=_fused),
-                  _bytes_expected(1, 1000, 64, 2, _h, _h, _fused), generic=False,
-                  mistakes=_bytes_slips(1, 1000, 64, 2, _h, _h, _fused),
-                  call=describe_call("attention_bytes", 1, 1000, 64, 2, n_heads=_h, fused=_fused))
+_cases = [_bytes_case(n_q, n_kv, d, b, n_heads=h, n_kv_heads=hkv, fused=fused) for n_q, n_kv, d, b, h, hkv, fused in [
+    (1, 1, 1, 1, 1, 1, False), (1, 1, 1, 1, 1, 1, True), (3, 10, 7, 4, 6, 2, False), (3, 10, 7, 4, 6, 2, True),
+    (2048, 2048, 128, 2, 32, 8, False), (2048, 2048, 128, 2, 32, 8, True), (1, 65536, 128, 2, 64, 8, False),
+    (1, 65536, 128, 2, 64, 8, True), (1, 2048, 64, 2, 71, 1, True), (1, 2048, 64, 2, 71, 1, False),
+    (4096, 4096, 64, 4, 12, 12, False), (1, 100_000, 256, 1, 16, 8, True), (128, 8192, 128, 2, 28, 4, False)]]
+# the default n_kv_heads (None) means MHA, for several head counts
+_cases += [_bytes_case(1, 1000, 64, 2, n_heads=h, fused=fused) for h in (1, 4, 25) for fused in (False, True)]
 # positional arguments in the documented order
-check_int(attention_bytes(5, 9, 3, 2, 4, 2, True), _bytes_expected(5, 9, 3, 2, 4, 2, True),
-          call="attention_bytes(5, 9, 3, 2, 4, 2, True)", mistakes=_bytes_slips(5, 9, 3, 2, 4, 2, True),
-          generic=False)
+_by_name = _bytes_case(5, 9, 3, 2, n_heads=4, n_kv_heads=2, fused=True)
+_cases.append(Case((5, 9, 3, 2, 4, 2, True), _by_name.expected, _by_name.mistakes))
+check_cases(attention_bytes, _cases)
 ### END HIDDEN TESTS
 
 
@@ -480,30 +475,32 @@ check_real(attainable_flops(1000.0, 989e12, 3.35e12), 989e12, call="attainable_f
 print("Visible tests passed: the A100 40GB ridge is 200.6 FLOP/B; an H100 SXM gives 33.5 TFLOP/s "
       "at 10 FLOP/B and its 989 TFLOP/s peak at 1000 FLOP/B.")
 ### BEGIN HIDDEN TESTS
+from course_lib.grading import Case, check_cases
 from course_lib.specs import hardware as _hw
 
-for _f, _q in [(1.0, 3.0), (67_764_224, 33_570_816), (0.0, 5.0), (3e15, 7e12), (12, 12)]:
-    check_real(arithmetic_intensity(_f, _q), _f / _q, call=describe_call("arithmetic_intensity", _f, _q),
-               mistakes={INVERTED_I: _q / _f if _f else -1.0}, generic=False)
+
+def _ridge_case(p, bw, note=""):
+    """p / bw FLOP/byte, and what each slip gives instead."""
+    return Case((p, bw), p / bw, {INVERTED_R: bw / p, GBPS_DIV: p / (bw / 1e9), GBPS_MUL: p / (bw * 1e9),
+                                  TBPS_DIV: p / (bw / 1e12), TFLOPS: (p / 1e12) / bw}, note=note)
+
+
+def _attainable_case(i, p, bw, note=""):
+    """min(p, i * bw) FLOP/s, and what each slip gives instead (a missing roof only where it binds)."""
+    return Case((i, p, bw), min(p, i * bw), {GBPS_DIV: min(p, i * bw / 1e9), GBPS_MUL: min(p, i * bw * 1e9),
+                                             NO_CAP: i * bw if i * bw > p else None,
+                                             NO_SLOPE: p if i * bw <= p else None}, note=note)
+
+
+check_cases(arithmetic_intensity, [Case((f, q), f / q, {INVERTED_I: q / f if f else None})
+                                   for f, q in [(1.0, 3.0), (67_764_224, 33_570_816), (0.0, 5.0), (3e15, 7e12), (12, 12)]])
 for _name in ("MI300X", "L4", "H200 SXM", "T4", "RTX 4090", "TPU v5e", "H100 PCIe"):
-    _spec = _hw(_name)
-    _p, _bw = _spec.peak_flops_fp16, _spec.mem_bandwidth
-    check_real(ridge_point(_p, _bw), _p / _bw, call=f"ridge_point({_p!r}, {_bw!r})  # {_name}",
-               mistakes={INVERTED_R: _bw / _p, GBPS_DIV: _p / (_bw / 1e9), GBPS_MUL: _p / (_bw * 1e9),
-                         TBPS_DIV: _p / (_bw / 1e12), TFLOPS: (_p / 1e12) / _bw}, generic=False)
-    for _i in (0.25, 1.0, 0.5 * _p / _bw, _p / _bw, 2.0 * _p / _bw, 5000.0):
-        _exp = min(_p, _i * _bw)
-        _slips = {GBPS_DIV: min(_p, _i * _bw / 1e9), GBPS_MUL: min(_p, _i * _bw * 1e9)}
-        if _i * _bw > _p:
-            _slips[NO_CAP] = _i * _bw
-        else:
-            _slips[NO_SLOPE] = _p
-        check_real(attainable_flops(_i, _p, _bw), _exp, call=f"attainable_flops({_i!r}, {_p!r}, {_bw!r})  # {_name}",
-                   mistakes=_slips, generic=False)
-check_real(attainable_flops(0.0, 1e12, 1e11), 0.0, call="attainable_flops(0.0, 1e12, 1e11)", generic=False)
-# the CPU of a laptop: 100 GFLOP/s, 20 GB/s
-check_real(ridge_point(100e9, 20e9), 5.0, call="ridge_point(100e9, 20e9)",
-           mistakes={INVERTED_R: 0.2, GBPS_DIV: 5e9, GBPS_MUL: 5e-9}, generic=False)
+    _p, _bw = _hw(_name).peak_flops_fp16, _hw(_name).mem_bandwidth
+    check_cases(ridge_point, [_ridge_case(_p, _bw, note=_name)])
+    check_cases(attainable_flops, [_attainable_case(i, _p, _bw, note=_name)
+                                   for i in (0.25, 1.0, 0.5 * _p / _bw, _p / _bw, 2.0 * _p / _bw, 5000.0)])
+check_cases(attainable_flops, [_attainable_case(0.0, 1e12, 1e11)])
+check_cases(ridge_point, [_ridge_case(100e9, 20e9, note="the CPU of a laptop: 100 GFLOP/s, 20 GB/s")])
 ### END HIDDEN TESTS
 
 
@@ -513,13 +510,14 @@ from course_lib.grading import expect_error
 expect_error(ridge_point, (1e12, 0.0), None, ValueError, "a bandwidth of 0 bytes/s is meaningless")
 print("Visible test passed: ridge_point rejects a bandwidth of 0.")
 ### BEGIN HIDDEN TESTS
-expect_error(arithmetic_intensity, (1e9, 0), None, ValueError, "bytes_moved must be > 0")
-expect_error(arithmetic_intensity, (-1.0, 10.0), None, ValueError, "flops must be >= 0")
-expect_error(ridge_point, (0.0, 1e12), None, ValueError, "peak_flops must be > 0")
-expect_error(ridge_point, (1e12, -2e12), None, ValueError, "mem_bandwidth must be > 0")
-expect_error(attainable_flops, (-1.0, 1e12, 1e11), None, ValueError, "intensity must be >= 0")
-expect_error(attainable_flops, (1.0, 1e12, 0.0), None, ValueError, "mem_bandwidth must be > 0")
-expect_error(attainable_flops, (1.0, 0.0, 1e11), None, ValueError, "peak_flops must be > 0")
+for _f, _args, _why in [(arithmetic_intensity, (1e9, 0), "bytes_moved must be > 0"),
+                        (arithmetic_intensity, (-1.0, 10.0), "flops must be >= 0"),
+                        (ridge_point, (0.0, 1e12), "peak_flops must be > 0"),
+                        (ridge_point, (1e12, -2e12), "mem_bandwidth must be > 0"),
+                        (attainable_flops, (-1.0, 1e12, 1e11), "intensity must be >= 0"),
+                        (attainable_flops, (1.0, 1e12, 0.0), "mem_bandwidth must be > 0"),
+                        (attainable_flops, (1.0, 0.0, 1e11), "peak_flops must be > 0")]:
+    expect_error(_f, _args, None, ValueError, _why)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -783,27 +781,30 @@ check_real(roofline_seconds(2e10, 1.6e10, 989e12, 3.35e12), 1.6e10 / 3.35e12,
            generic=False)
 print("Visible tests passed: 1.01 ms (compute-bound) and 4.78 ms (memory-bound) on an H100 SXM.")
 ### BEGIN HIDDEN TESTS
+from course_lib.grading import Case, check_cases
 from course_lib.specs import hardware as _hw
 
-for _name in ("A100 40GB SXM", "L4", "MI300X", "T4"):
-    _spec = _hw(_name)
-    _p, _bw = _spec.peak_flops_fp16, _spec.mem_bandwidth
-    for _f, _q in [(1e9, 1e9), (1e15, 1e9), (3e11, 7e8), (123456789.0, 98765.0), (0.0, 5e9), (5e12, 0.0)]:
-        check_real(roofline_seconds(_f, _q, _p, _bw), max(_f / _p, _q / _bw),
-                   call=f"roofline_seconds({_f!r}, {_q!r}, {_p!r}, {_bw!r})  # {_name}",
-                   mistakes=_time_slips(_f, _q, _p, _bw), generic=False)
-# exactly at the ridge both times are equal
-check_real(roofline_seconds(300e12, 1e12, 300e12, 1e12), 1.0, call="roofline_seconds(300e12, 1e12, 300e12, 1e12)",
-           mistakes={SUM_T: 2.0}, generic=False)
-# integers in
-check_real(roofline_seconds(10**12, 10**9, 10**14, 10**11), 0.01,
-           call="roofline_seconds(10**12, 10**9, 10**14, 10**11)",
-           mistakes=_time_slips(10**12, 10**9, 10**14, 10**11), generic=False)
+
+def _seconds_case(f, q, p, bw, note=""):
+    """max(f / p, q / bw) seconds, and what each slip gives instead."""
+    return Case((f, q, p, bw), max(f / p, q / bw), _time_slips(f, q, p, bw), note=note)
+
+
+def _attained(f, q):
+    """The FLOP/s a kernel of f FLOPs and q bytes reaches in the time roofline_seconds gives it (H100 SXM)."""
+    return f / roofline_seconds(f, q, 989e12, 3.35e12)
+
+
+_cases = [_seconds_case(f, q, _hw(name).peak_flops_fp16, _hw(name).mem_bandwidth, note=name)
+          for name in ("A100 40GB SXM", "L4", "MI300X", "T4")
+          for f, q in [(1e9, 1e9), (1e15, 1e9), (3e11, 7e8), (123456789.0, 98765.0), (0.0, 5e9), (5e12, 0.0)]]
+# exactly at the ridge both times are equal; integers in
+_cases += [_seconds_case(300e12, 1e12, 300e12, 1e12), _seconds_case(10**12, 10**9, 10**14, 10**11)]
+check_cases(roofline_seconds, _cases)
 # consistent with the roofline: flops / time is the attainable rate
-for _f, _q in [(4e12, 1e10), (4e12, 1e9)]:
-    _t = roofline_seconds(_f, _q, 989e12, 3.35e12)
-    check_real(_f / _t, min(989e12, _f / _q * 3.35e12), call=f"{_f!r} / roofline_seconds({_f!r}, {_q!r}, 989e12, 3.35e12)",
-               generic=False)
+check_cases(_attained, [Case((f, q), min(989e12, f / q * 3.35e12),
+                             call=f"{f!r} / roofline_seconds({f!r}, {q!r}, 989e12, 3.35e12)")
+                        for f, q in [(4e12, 1e10), (4e12, 1e9)]])
 ### END HIDDEN TESTS
 
 
@@ -813,11 +814,12 @@ from course_lib.grading import expect_error
 expect_error(roofline_seconds, (1e12, 1e9, 989e12, 0.0), None, ValueError, "mem_bandwidth must be > 0")
 print("Visible test passed: roofline_seconds rejects a bandwidth of 0.")
 ### BEGIN HIDDEN TESTS
-expect_error(roofline_seconds, (-1.0, 1e9, 989e12, 3.35e12), None, ValueError, "flops must be >= 0")
-expect_error(roofline_seconds, (1e12, -1.0, 989e12, 3.35e12), None, ValueError, "bytes_moved must be >= 0")
-expect_error(roofline_seconds, (1e12, 1e9, 0.0, 3.35e12), None, ValueError, "peak_flops must be > 0")
-expect_error(roofline_seconds, (1e12, 1e9, -989e12, 3.35e12), None, ValueError, "peak_flops must be > 0")
-expect_error(roofline_seconds, (1e12, 1e9, 989e12, -3.35e12), None, ValueError, "mem_bandwidth must be > 0")
+for _args, _why in [((-1.0, 1e9, 989e12, 3.35e12), "flops must be >= 0"),
+                    ((1e12, -1.0, 989e12, 3.35e12), "bytes_moved must be >= 0"),
+                    ((1e12, 1e9, 0.0, 3.35e12), "peak_flops must be > 0"),
+                    ((1e12, 1e9, -989e12, 3.35e12), "peak_flops must be > 0"),
+                    ((1e12, 1e9, 989e12, -3.35e12), "mem_bandwidth must be > 0")]:
+    expect_error(roofline_seconds, _args, None, ValueError, _why)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -1019,35 +1021,31 @@ check_real(decode_tokens_per_s_bound(14e9, 1e9, 2e12, batch_size=16), 1066.66666
 print("Visible tests passed: 133.3 tokens/s at batch 1 and 1066.7 tokens/s (66.7 per sequence) "
       "at batch 16.")
 ### BEGIN HIDDEN TESTS
+from course_lib.grading import Case, check_cases
 from course_lib.specs import hardware as _hw
 from course_lib.specs import model as _model
 
 
-def _decode_slips(w, kv, bw, batch):
+def _decode_case(w, kv, bw, batch, note=""):
+    """batch * bw / (w + batch * kv) tokens/s, and what each slip gives instead."""
     right = batch * bw / (w + batch * kv)
-    return {PER_SEQ: bw / (w + batch * kv), W_PER_SEQ: batch * bw / (batch * w + batch * kv),
-            KV_ONCE: batch * bw / (w + kv), NO_KV: batch * bw / w if w else -1.0, INVERSE: 1 / right,
-            GBPS_MUL: right * 1e9, GBPS_DIV: right / 1e9}
+    return Case((w, kv, bw, batch), right, {
+        PER_SEQ: bw / (w + batch * kv), W_PER_SEQ: batch * bw / (batch * w + batch * kv),
+        KV_ONCE: batch * bw / (w + kv), NO_KV: batch * bw / w if w else None, INVERSE: 1 / right,
+        GBPS_MUL: right * 1e9, GBPS_DIV: right / 1e9}, note=note)
 
 
+_cases = []
 for _mname, _dname, _ctx in [("Mistral-7B", "L4", 8192), ("Qwen2.5-7B", "MI300X", 32768),
                              ("Llama-2-13B", "A100 40GB SXM", 4096), ("Gemma-2-9B", "H200 SXM", 8192)]:
-    _m, _dev = _model(_mname), _hw(_dname)
-    _w = _m.n_params * 2
-    _kv = 2 * _m.n_layers * _m.n_kv_heads * _m.head_dim * _ctx * 2
-    for _batch in (1, 3, 8, 64, 256):
-        _exp = _batch * _dev.mem_bandwidth / (_w + _batch * _kv)
-        check_real(decode_tokens_per_s_bound(_w, _kv, _dev.mem_bandwidth, batch_size=_batch), _exp,
-                   call=describe_call("decode_tokens_per_s_bound", _w, _kv, _dev.mem_bandwidth, batch_size=_batch)
-                   + f"  # {_mname} on {_dname}, context {_ctx}",
-                   mistakes=_decode_slips(_w, _kv, _dev.mem_bandwidth, _batch), generic=False)
-# no KV cache yet (first token): only the weights
-check_real(decode_tokens_per_s_bound(2e9, 0, 1e12, batch_size=4), 2000.0,
-           call="decode_tokens_per_s_bound(2e9, 0, 1e12, batch_size=4)", mistakes={PER_SEQ: 500.0}, generic=False)
-# integers in, positional batch size
-check_real(decode_tokens_per_s_bound(1_000_000, 250_000, 100_000_000, 2), 133.33333333333334,
-           call="decode_tokens_per_s_bound(1_000_000, 250_000, 100_000_000, 2)",
-           mistakes=_decode_slips(1_000_000, 250_000, 100_000_000, 2), generic=False)
+    _m = _model(_mname)
+    _w = _m.n_params * 2                                               # bf16 weights
+    _kv = 2 * _m.n_layers * _m.n_kv_heads * _m.head_dim * _ctx * 2     # one sequence's bf16 cache
+    _cases += [_decode_case(_w, _kv, _hw(_dname).mem_bandwidth, batch, note=f"{_mname} on {_dname}, context {_ctx}")
+               .by_keyword("batch_size") for batch in (1, 3, 8, 64, 256)]
+# no KV cache yet (first token): only the weights; then integers in, a positional batch size
+_cases += [_decode_case(2e9, 0, 1e12, 4).by_keyword("batch_size"), _decode_case(1_000_000, 250_000, 100_000_000, 2)]
+check_cases(decode_tokens_per_s_bound, _cases)
 ### END HIDDEN TESTS
 
 # %% tests id=test_decode_tokens_per_s_bound_validation points=1
@@ -1057,11 +1055,12 @@ expect_error(decode_tokens_per_s_bound, (14e9, 1e9, 2e12), {"batch_size": 0}, Va
              "batch_size must be >= 1")
 print("Visible test passed: decode_tokens_per_s_bound rejects a batch of 0.")
 ### BEGIN HIDDEN TESTS
-expect_error(decode_tokens_per_s_bound, (14e9, 1e9, 0.0), None, ValueError, "mem_bandwidth must be > 0")
-expect_error(decode_tokens_per_s_bound, (14e9, 1e9, -2e12), None, ValueError, "mem_bandwidth must be > 0")
-expect_error(decode_tokens_per_s_bound, (-1.0, 1e9, 2e12), None, ValueError, "weight_bytes must be >= 0")
-expect_error(decode_tokens_per_s_bound, (14e9, -1.0, 2e12), None, ValueError, "kv_cache_bytes must be >= 0")
-expect_error(decode_tokens_per_s_bound, (14e9, 1e9, 2e12), {"batch_size": -3}, ValueError, "batch_size must be >= 1")
+for _args, _kwargs, _why in [((14e9, 1e9, 0.0), None, "mem_bandwidth must be > 0"),
+                             ((14e9, 1e9, -2e12), None, "mem_bandwidth must be > 0"),
+                             ((-1.0, 1e9, 2e12), None, "weight_bytes must be >= 0"),
+                             ((14e9, -1.0, 2e12), None, "kv_cache_bytes must be >= 0"),
+                             ((14e9, 1e9, 2e12), {"batch_size": -3}, "batch_size must be >= 1")]:
+    expect_error(decode_tokens_per_s_bound, _args, _kwargs, ValueError, _why)
 ### END HIDDEN TESTS
 
 # %% [markdown]

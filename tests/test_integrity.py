@@ -7,7 +7,7 @@ import shutil
 import nbformat
 import pytest
 
-from tools import integrity, pipeline
+from tools import integrity, pipeline, submissions
 from tools.samples import ROOT, write_submission
 from tools.variants import tamper
 
@@ -55,12 +55,12 @@ def attacked_course(tmp_path_factory):
     write_submission(root, LAB, "solution", "solution")
     write_submission(root, LAB, "correct-loops", "correct:loops_fractions")
     for attack in tamper.TAMPER:
-        tamper.write_tamper(root, attack, f"tamper-{attack['name']}")
+        submissions.write_tamper(root, attack, f"tamper-{attack['name']}")
         pairs.append((f"tamper-{attack['name']}", LAB))
-    tamper.write_tamper(root, {"name": "none", "cells": tamper.WRONG_ANSWERS}, "wrong-answers")
+    submissions.write_tamper(root, {"name": "none", "cells": tamper.WRONG_ANSWERS}, "wrong-answers")
     pairs.append(("wrong-answers", LAB))
     for name in tamper.BROKEN:
-        tamper.write_broken(root, name, f"broken-{name}")
+        submissions.write_broken(root, name, f"broken-{name}")
         pairs.append((f"broken-{name}", LAB))
     runs = pipeline.autograde(root, pairs, verbose=False, timeout=5)
     plain = {(r.student): r for r in pipeline.collect_grades(root, runs)}

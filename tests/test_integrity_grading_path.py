@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tools import integrity, pipeline, sandbox
+from tools import integrity, pipeline, sandbox, submissions
 from tools.samples import ROOT, fill, solution_code, write_submission
 from tools.variants import adversarial, tamper
 
@@ -72,7 +72,7 @@ def cli_course(tmp_path_factory):
     root = _scratch(tmp_path_factory, "cli")
     write_submission(root, LAB, "solution", "solution")
     (root / "submitted" / "solution" / LAB / "notes.txt").write_text("a file next to the notebook\n")
-    tamper.write_tamper(root, tamper.TAMPER[0], "tamper-rebind-checker")
+    submissions.write_tamper(root, tamper.TAMPER[0], "tamper-rebind-checker")
     adversarial.write_attack(root, "read_notebook", "attack_read_notebook")
     autograde = _nbgrader(root, "autograde", LAB, "--force")
     feedback = _nbgrader(root, "generate_feedback", LAB, "--force")

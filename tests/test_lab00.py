@@ -17,6 +17,7 @@ import pytest
 
 from course_lib.specs import HARDWARE, MODELS, SOURCES
 from course_lib.units import GiB, MiB, dtype_bytes
+from tools import variant_cells
 from tools.samples import ROOT, solution_code
 from tools.variants import lab00_cache_sizing as variants
 
@@ -275,15 +276,20 @@ def test_solution_passes_every_test_cell_in_process():
     assert results and all(err is None for err in results.values()), {k: v for k, v in results.items() if v}
 
 
+def _cells(variant: str) -> dict[str, str]:
+    """A variant's answer cells as code (edits made on the solution's cells)."""
+    return variant_cells.variant_cells(variants, variant, solution_code(ROOT, LAB))
+
+
 @pytest.mark.parametrize("name", sorted(variants.CORRECT))
 def test_correct_variant_passes_every_test_cell(name):
-    results = _grade_in_process(variants.CORRECT[name])
+    results = _grade_in_process(_cells(f"correct:{name}"))
     assert all(err is None for err in results.values()), {k: v for k, v in results.items() if v}
 
 
 @pytest.mark.parametrize("mutant", variants.MUTANTS, ids=[m["name"] for m in variants.MUTANTS])
 def test_mutant_fails_where_declared_with_its_message(mutant):
-    results = _grade_in_process(mutant["cells"])
+    results = _grade_in_process(_cells(f"mutant:{mutant['name']}"))
     failed = {gid for gid, err in results.items() if err}
     for gid in mutant["fails"]:
         assert gid in failed, f"{mutant['name']}: {gid} did not catch it"

@@ -4,6 +4,7 @@ that the tolerance is calibrated, and that the benchmark script runs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from course_lib import lab01_refs as K
+from course_lib.grading import TENSOR_RTOL, AnswerError
 from course_lib.minigpt import load_minigpt, weights_fingerprint
 from tools import references as R
 from tools.nbbuild import render
@@ -148,9 +151,10 @@ def test_stored_references_cover_the_issue_cases(refs):
     # the first failing case of an unshifted mask must be a decode step (clearest message)
     first_shifted = next(i for i, (q, k) in enumerate(shapes) if q[2] < k[2])
     assert shapes[first_shifted][0][2] == 1
-    variants = R.load_variants()
-    for name in variants.FORWARD_MUTANTS:
-        assert f"fwd/bug/{name}" in refs, name
+    for name in K.FORWARD_MISTAKES:
+        assert K.forward_mistake_key(name) in refs, name
+    for i in range(int(refs[K.ATTENTION_COUNT])):
+        assert {K.attention_mistake_key(i, name) for name in K.ATTENTION_MISTAKES} <= set(refs), i
     for i in range(int(refs["gen/n_cases"])):
         assert float(refs[f"gen/{i}/min_margin"]) >= R.MIN_MARGIN
 
@@ -163,8 +167,8 @@ def test_solution_reproduces_references_and_bugs_differ(refs):
         ref = refs[f"attn/{i}/out"]
         assert np.linalg.norm(out - ref) <= REPRODUCE_RTOL * np.linalg.norm(ref)
     idx = torch.from_numpy(refs["fwd/idx"])
-    for name in R.load_variants().FORWARD_MUTANTS:
-        bug = refs[f"fwd/bug/{name}"]
+    for name in K.FORWARD_MISTAKES:
+        bug = refs[K.forward_mistake_key(name)]
         assert np.linalg.norm(bug - refs["fwd/logits"]) > 1e-2 * np.linalg.norm(refs["fwd/logits"]), name
     cached = R.run_forward_schedule(ns, idx, [int(s) for s in refs["fwd/schedule"]],
                                     capacity=int(refs["fwd/capacity"]))
@@ -180,16 +184,55 @@ def test_tolerance_is_calibrated_with_10x_margins():
     for s in summary:
         assert s["margin_correct"] >= C.MARGIN, s
         assert s["margin_bug"] >= C.MARGIN, s
-    # the notebook's tests use the calibrated tolerance
-    nb = json.loads(R.SOURCE_NOTEBOOK.read_text())
-    tests = [c["source"] for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade")
-             and c["cell_type"] == "code"]
-    tolerances = {t for src in tests for t in __import__("re").findall(r"rtol=([\w.-]+)", src)}
-    assert tolerances == {"TENSOR_RTOL"}, tolerances  # the one definition, which the calibration uses
-    from course_lib.grading import TENSOR_RTOL
-
-    assert C.TOLERANCE == TENSOR_RTOL
+    assert C.TOLERANCE == TENSOR_RTOL  # what the lab's hidden tests grade with: see the test below
     assert (R.ROOT / "docs" / "calibration_lab01.md").exists()
+
+
+def _hidden_part(grade_id: str) -> str:
+    """The hidden tests of a test cell of the source notebook."""
+    cell = next(c for c in json.loads(R.SOURCE_NOTEBOOK.read_text())["cells"]
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+    return cell["source"].split("### BEGIN HIDDEN TESTS", 1)[1].split("### END HIDDEN TESTS", 1)[0]
+
+
+def _run_hidden(grade_id: str, **answers) -> None:
+    """Run a test cell's hidden tests, from the notebook's folder, on the solution with ``answers`` replaced."""
+    ns = R.load_solution()
+    ns.update(answers)
+    cwd = os.getcwd()
+    os.chdir(R.SOURCE_NOTEBOOK.parent)
+    try:
+        exec(compile(_hidden_part(grade_id), grade_id, "exec"), ns)  # noqa: S102 - the course's own tests
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("factor, passes", [(0.5, True), (2.0, False)])
+def test_hidden_tests_grade_with_the_calibrated_tolerance(factor, passes):
+    """An answer off by half the calibrated tolerance passes the hidden attention and forward tests, one
+    off by twice that fails them: the lab grades its tensors with TENSOR_RTOL, the calibration's."""
+    ns = R.load_solution()
+    scale = 1 + factor * TENSOR_RTOL  # relative error norm of x * scale against x: factor * TENSOR_RTOL
+
+    def attention(*args, **kwargs):
+        return ns["attention"](*args, **kwargs) * scale
+
+    def forward(model, idx, cache=None):
+        return ns["forward"](model, idx, cache) * scale
+
+    for grade_id, answers in [("test_attention", {"attention": attention}), ("test_forward", {"forward": forward})]:
+        if passes:
+            _run_hidden(grade_id, **answers)
+        else:
+            with pytest.raises(AnswerError, match="relative error"):
+                _run_hidden(grade_id, **answers)
+
+
+def test_every_stored_mistake_is_a_mutant_of_the_lab():
+    """The reference file stores the outputs of mistakes that the lab's variants make (and can remake)."""
+    mutants = {m["name"] for m in R.load_variants().MUTANTS}
+    assert set(R.stored_mistakes()) == set(K.ATTENTION_MISTAKES) | set(K.FORWARD_MISTAKES)
+    assert set(R.stored_mistakes()) <= mutants
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from course_lib import roofline  # noqa: E402
 from course_lib.plotting import plot_intensity_vs_length, plot_roofline  # noqa: E402
 from course_lib.specs import HARDWARE, hardware  # noqa: E402
 from course_lib.timing import Timing  # noqa: E402
-from tools import nbbuild  # noqa: E402
+from tools import nbbuild, variant_cells  # noqa: E402
 from tools.variants import lab02_roofline as variants  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,15 +254,20 @@ def test_release_fails_every_test():
         assert failure, f"{gid} passed on the unsolved release notebook"
 
 
+def _cells(variant: str) -> dict[str, str]:
+    """A variant's answer cells as code (edits made on the solution's cells)."""
+    return variant_cells.variant_cells(variants, variant, variant_cells.solution_cells(NOTEBOOK))
+
+
 @pytest.mark.parametrize("name", sorted(variants.CORRECT))
 def test_correct_variant_passes(name):
-    results = _run_graded_cells(variants.CORRECT[name])
+    results = _run_graded_cells(_cells(f"correct:{name}"))
     assert results == {gid: "" for gid in TEST_IDS}, results
 
 
 @pytest.mark.parametrize("mutant", variants.MUTANTS, ids=[m["name"] for m in variants.MUTANTS])
 def test_mutant_is_caught_with_its_message(mutant):
-    results = _run_graded_cells(mutant["cells"])
+    results = _run_graded_cells(_cells(f"mutant:{mutant['name']}"))
     for gid in mutant["fails"]:
         assert results[gid], f"{mutant['name']}: {gid} passed"
         assert mutant["message"] in results[gid], f"{mutant['name']}: {results[gid]}"

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from course_lib import lab01_refs as K
 from course_lib.grading import TENSOR_RTOL
 from tools import layout
 from tools import references as R
@@ -88,8 +89,11 @@ def _load_tf32(path: Path | None, refs, meta: dict) -> tuple[dict | None, dict |
         print(f"{path}: not a TF32 run of these references; ignored", file=sys.stderr)
         return None, None
     with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files if k.endswith(("/out", "/logits", "/q"))}
-    for key in (k for k in arrays if k.endswith("/q")):  # same inputs, or the comparison means nothing
+        n_cases = int(data[K.ATTENTION_COUNT])
+        inputs = [K.attention_key(i, "q") for i in range(n_cases)]
+        outputs = [K.attention_key(i, "out") for i in range(n_cases)] + [K.FORWARD_LOGITS]
+        arrays = {k: data[k] for k in inputs + outputs}
+    for key in inputs:  # same inputs, or the comparison means nothing
         if not np.array_equal(arrays[key], refs[key]):
             print(f"{path}: its inputs differ from the references'; ignored", file=sys.stderr)
             return None, None
@@ -116,47 +120,44 @@ def calibrate(ref_path: Path = R.REF_DIR / R.REF_FILE,
         meta = {**meta, "tf32_measured": tf32_meta}
     setup, solutions = R.notebook_code()
     variants = R.load_variants()
-    mutants = {m["name"]: m for m in variants.MUTANTS}
-    impls: dict[str, tuple[str, dict]] = {"solution (explicit matmul + softmax)": ("correct", {})}
-    for name, cells in variants.CORRECT.items():
-        impls[name] = ("correct", cells)
-    impls["TF32-rounded operands, simulated (not allowed)"] = ("tf32", {"attention": _TF32_ATTENTION})
-    for name in variants.FORWARD_MUTANTS:
-        impls[name] = ("bug", mutants[name]["cells"])
-    spaces = {name: R.build_namespace(setup, solutions, replace=cells) for name, (_, cells) in impls.items()}
+    spaces: dict[str, dict] = {"solution (explicit matmul + softmax)": R.build_namespace(setup, solutions)}
+    kinds = dict.fromkeys(spaces, "correct")
+    for name in variants.CORRECT:
+        spaces[name], kinds[name] = R.variant_namespace(setup, solutions, f"correct:{name}"), "correct"
+    tf32_name = "TF32-rounded operands, simulated (not allowed)"
+    spaces[tf32_name] = R.build_namespace(setup, solutions, replace={"attention": _TF32_ATTENTION})
+    kinds[tf32_name] = "tf32"
+    for name in R.stored_mistakes():
+        spaces[name], kinds[name] = R.variant_namespace(setup, solutions, f"mutant:{name}"), "bug"
 
     rows: list[dict] = []
-    n_cases = int(refs["attn/n_cases"])
-    for i in range(n_cases):
-        p = f"attn/{i}/"
-        q, k, v = (torch.from_numpy(refs[p + n]) for n in ("q", "k", "v"))
-        causal = bool(refs[p + "causal"])
-        label = f"attention {tuple(q.shape)} x {tuple(k.shape)}{'' if causal else ' non-causal'}"
-        for name, (kind, _cells) in impls.items():
-            if kind == "bug" and name not in variants.ATTENTION_MUTANTS:
+    for i, case in enumerate(K.attention_cases(refs)):
+        label = f"attention {tuple(case.q.shape)} x {tuple(case.k.shape)}{'' if case.causal else ' non-causal'}"
+        for name, kind in kinds.items():
+            if kind == "bug" and name not in K.ATTENTION_MISTAKES:
                 continue
             with torch.no_grad():
-                got = spaces[name]["attention"](q, k, v, causal=causal).numpy()
-            rows.append({"ref": label, "impl": name, "kind": kind, "rel": _rel(got, refs[p + "out"]),
-                         "maxabs": _maxabs(got, refs[p + "out"])})
+                got = spaces[name]["attention"](case.q, case.k, case.v, causal=case.causal).numpy()
+            rows.append({"ref": label, "impl": name, "kind": kind, "rel": _rel(got, case.expected),
+                         "maxabs": _maxabs(got, case.expected)})
         if tf32 is not None:
-            rows.append(_measured_tf32(label, tf32, p + "out", refs))
-    idx = torch.from_numpy(refs["fwd/idx"])
-    schedule = [int(s) for s in refs["fwd/schedule"]]
-    for name, (kind, _cells) in impls.items():
+            rows.append(_measured_tf32(label, tf32, K.attention_key(i, "out"), refs))
+    fwd = K.forward_case(refs)
+    for name, kind in kinds.items():
         ns = spaces[name]
         with torch.no_grad():
-            full = ns["forward"](ns["model"], idx).numpy()
-        rows.append({"ref": f"forward logits {tuple(idx.shape)}, no cache", "impl": name, "kind": kind,
-                     "rel": _rel(full, refs["fwd/logits"]), "maxabs": _maxabs(full, refs["fwd/logits"])})
-        if tf32 is not None and name == next(iter(impls)):
-            rows.append(_measured_tf32(f"forward logits {tuple(idx.shape)}, no cache", tf32, "fwd/logits", refs))
+            full = ns["forward"](ns["model"], fwd.idx).numpy()
+        rows.append({"ref": f"forward logits {tuple(fwd.idx.shape)}, no cache", "impl": name, "kind": kind,
+                     "rel": _rel(full, fwd.logits), "maxabs": _maxabs(full, fwd.logits)})
+        if tf32 is not None and name == next(iter(kinds)):
+            rows.append(_measured_tf32(f"forward logits {tuple(fwd.idx.shape)}, no cache", tf32, K.FORWARD_LOGITS,
+                                       refs))
         try:
-            cached = R.run_forward_schedule(ns, idx, schedule)
-            rel, mx = _rel(cached, refs["fwd/logits"]), _maxabs(cached, refs["fwd/logits"])
+            cached = R.run_forward_schedule(ns, fwd.idx, fwd.schedule)
+            rel, mx = _rel(cached, fwd.logits), _maxabs(cached, fwd.logits)
         except Exception:  # noqa: BLE001 - a bug may crash: that also fails the test
             rel = mx = math.inf
-        rows.append({"ref": f"forward logits, cache, chunks {schedule}", "impl": name, "kind": kind,
+        rows.append({"ref": f"forward logits, cache, chunks {fwd.schedule}", "impl": name, "kind": kind,
                      "rel": rel, "maxabs": mx})
     return rows, meta
 

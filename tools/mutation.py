@@ -22,8 +22,10 @@ from pathlib import Path
 
 from tools import layout
 from tools.grades import test_scores
+from tools.layout import ROOT, available_labs
+from tools.layout import variants as load_variants
 from tools.pipeline import autograde, cell_errors, release
-from tools.samples import ROOT, available_labs, load_variants, write_submission
+from tools.submissions import write_submission
 
 
 @dataclass

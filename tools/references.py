@@ -2,14 +2,15 @@
 
 The hidden tests of Lab 01 compare a student's ``attention``, ``forward`` and
 ``generate`` with reference outputs stored in
-``source/lab01_kv_cache/ref/lab01_refs.npz``. This script makes that file. It
-needs only torch, numpy and course_lib (a GPU machine usually has torch but not
-nbgrader: of the course's tools it imports only ``tools.layout`` and the lab's variants, which
-need nothing more), and it holds no answers itself: it reads the **solution cells** of
-the instructor notebook (``source/lab01_kv_cache/lab01_kv_cache.ipynb``) and runs
-them on secret inputs. It also runs the realistic mistakes of
-``tools/variants/lab01_kv_cache.py`` on the same inputs and stores their
-outputs, so a test can say "this looks like a mask that is not offset".
+``source/lab01_kv_cache/ref/lab01_refs.npz``, whose keys and named mistakes are defined once in
+``course_lib/lab01_refs.py``. This script makes that file. It needs only torch, numpy and
+course_lib (a GPU machine usually has torch but not nbgrader: of the course's tools it imports
+only ``tools.layout``, ``tools.variant_cells`` and the lab's variants, which need nothing
+more), and it holds no answers itself: it reads the **solution cells** of the instructor
+notebook (``source/lab01_kv_cache/lab01_kv_cache.ipynb``) and runs them on secret inputs. It
+also runs the realistic mistakes of ``tools/variants/lab01_kv_cache.py`` that
+``course_lib.lab01_refs`` names on the same inputs and stores their outputs, so a test can say
+"this looks like a mask that is not offset".
 
 Every run records, inside the ``.npz`` (key ``meta``, a JSON string) and in a
 ``lab01_refs_meta.json`` beside it: the device kind and name, torch and numpy
@@ -41,14 +42,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from course_lib import lab01_refs as K
 from course_lib.minigpt import load_minigpt, weights_fingerprint
-from tools import layout
+from tools import layout, variant_cells
 
 LAB = "lab01_kv_cache"
 SOURCE_NOTEBOOK = layout.source_notebook(LAB)
 REF_DIR = layout.reference_dir(LAB)
-REF_FILE = "lab01_refs.npz"
-META_FILE = "lab01_refs_meta.json"
+REF_FILE = K.FILE
+META_FILE = K.META_FILE
 ROOT = layout.ROOT
 
 #: Seed of the secret inputs (the inputs themselves are stored in the reference file).
@@ -82,8 +84,6 @@ GENERATE_CASES = [(2, 16, 24), (1, 1, 12), (1, 200, 8), (3, 5, 0)]
 #: (fp32 rounding moves logits by ~1e-6, so ties cannot flip a token).
 MIN_MARGIN = 1e-2
 
-_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
-
 
 # ---------------------------------------------------------------------------------------------
 # Reading the solution out of the notebook
@@ -91,22 +91,10 @@ _MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
 
 def notebook_code(notebook: Path = SOURCE_NOTEBOOK) -> tuple[list[str], dict[str, str]]:
     """The notebook's setup cells (tag ``setup``) and its solution code cells (grade_id -> code)."""
-    nb = json.loads(Path(notebook).read_text())
-    setup: list[str] = []
-    solutions: dict[str, str] = {}
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-        meta = cell.get("metadata", {})
-        if "setup" in meta.get("tags", []):
-            setup.append(src)
-        grading = meta.get("nbgrader", {})
-        if grading.get("solution"):
-            solutions[grading["grade_id"]] = _MARKERS.sub("", src)
+    solutions = variant_cells.solution_cells(notebook, code_only=True)
     if not solutions:
         raise RuntimeError(f"no solution cells in {notebook}")
-    return setup, solutions
+    return variant_cells.setup_cells(notebook), solutions
 
 
 def code_cell_defining(name: str, notebook: Path = SOURCE_NOTEBOOK) -> str:
@@ -149,6 +137,18 @@ def load_variants():  # -> module
     if module is None:
         raise RuntimeError(f"tools/variants/{LAB}.py is missing: the mistakes' outputs cannot be stored")
     return module
+
+
+def variant_namespace(setup: list[str], solutions: dict[str, str], variant: str,
+                      device: str = "cpu") -> dict[str, Any]:
+    """The namespace of the solution with a variant's cells (``correct:<name>``, ``mutant:<name>``)."""
+    replace = variant_cells.variant_cells(load_variants(), variant, solutions)
+    return build_namespace(setup, solutions, replace=replace, device=device)
+
+
+def stored_mistakes() -> list[str]:
+    """The mistakes whose outputs the reference file stores: attention ones first, then forward ones."""
+    return list(dict.fromkeys([*K.ATTENTION_MISTAKES, *K.FORWARD_MISTAKES]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,11 +283,8 @@ def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_
     """
     setup, solutions = notebook_code(notebook)
     ns = build_namespace(setup, solutions, device=device)
-    variants = load_variants() if with_bugs else None
-    mutants = {m["name"]: m for m in (variants.MUTANTS if variants else [])}
-    bug_ns: dict[str, dict[str, Any]] = {}
-    for name in (variants.FORWARD_MUTANTS if variants else []):
-        bug_ns[name] = build_namespace(setup, solutions, replace=mutants[name]["cells"], device=device)
+    bug_ns = {name: variant_namespace(setup, solutions, f"mutant:{name}", device)
+              for name in (stored_mistakes() if with_bugs else [])}
     # after the notebook's setup cells, which switch TF32 off themselves
     if tf32:
         set_tf32()
@@ -299,41 +296,43 @@ def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_
 
     # attention
     cases = attention_inputs(gen)
-    arrays["attn/n_cases"] = np.array(len(cases))
+    arrays[K.ATTENTION_COUNT] = np.array(len(cases))
     for i, case in enumerate(cases):
-        p = f"attn/{i}/"
-        arrays[p + "q"], arrays[p + "k"], arrays[p + "v"] = (_np(case[n]) for n in ("q", "k", "v"))
-        arrays[p + "causal"] = np.array(case["causal"])
-        arrays[p + "out"] = run_attention(ns, case, device)
-        for name in (variants.ATTENTION_MUTANTS if variants else []):
-            arrays[p + "bug/" + name] = run_attention(bug_ns[name], case, device)
+        for name in ("q", "k", "v"):
+            arrays[K.attention_key(i, name)] = _np(case[name])
+        arrays[K.attention_key(i, "causal")] = np.array(case["causal"])
+        arrays[K.attention_key(i, "out")] = run_attention(ns, case, device)
+        for name in (K.ATTENTION_MISTAKES if with_bugs else []):
+            arrays[K.attention_mistake_key(i, name)] = run_attention(bug_ns[name], case, device)
     log(f"attention: {len(cases)} cases")
 
     # forward
     idx = torch.randint(0, 256, FORWARD_SHAPE, generator=gen)
     with torch.no_grad():
         logits = ns["forward"](ns["model"], idx.to(device))
-    arrays["fwd/idx"] = _np(idx)
-    arrays["fwd/logits"] = _np(logits)
-    arrays["fwd/schedule"] = np.array(FORWARD_SCHEDULE)
-    arrays["fwd/capacity"] = np.array(idx.shape[1] + FORWARD_SPARE_SLOTS)
+    arrays[K.FORWARD_IDX] = _np(idx)
+    arrays[K.FORWARD_LOGITS] = _np(logits)
+    arrays[K.FORWARD_SCHEDULE] = np.array(FORWARD_SCHEDULE)
+    arrays[K.FORWARD_CAPACITY] = np.array(idx.shape[1] + FORWARD_SPARE_SLOTS)
     cached = run_forward_schedule(ns, idx.to(device), FORWARD_SCHEDULE)
-    self_err = float(np.linalg.norm(cached.astype(np.float64) - arrays["fwd/logits"])
-                     / np.linalg.norm(arrays["fwd/logits"].astype(np.float64)))
+    self_err = float(np.linalg.norm(cached.astype(np.float64) - arrays[K.FORWARD_LOGITS])
+                     / np.linalg.norm(arrays[K.FORWARD_LOGITS].astype(np.float64)))
     for name, bns in bug_ns.items():
+        if name not in K.FORWARD_MISTAKES:
+            continue
         try:
-            arrays["fwd/bug/" + name] = run_forward_schedule(bns, idx.to(device), FORWARD_SCHEDULE)
+            arrays[K.forward_mistake_key(name)] = run_forward_schedule(bns, idx.to(device), FORWARD_SCHEDULE)
             with torch.no_grad():
                 bug_full = _np(bns["forward"](bns["model"], idx.to(device)))
-            if not np.array_equal(bug_full, arrays["fwd/logits"]):
-                arrays["fwd/bug_uncached/" + name] = bug_full
+            if not np.array_equal(bug_full, arrays[K.FORWARD_LOGITS]):
+                arrays[K.forward_mistake_key(name, cached=False)] = bug_full
         except Exception as exc:  # noqa: BLE001 - a mistake may crash; then there is nothing to store
             log(f"  forward mutant {name} raised {type(exc).__name__}: {exc} (not stored)")
     log(f"forward: idx {tuple(idx.shape)}, cached-vs-uncached relative error {self_err:.2e}")
 
     # generate
     margins = []
-    arrays["gen/n_cases"] = np.array(len(GENERATE_CASES))
+    arrays[K.GENERATION_COUNT] = np.array(len(GENERATE_CASES))
     for i, (b, t0, n) in enumerate(GENERATE_CASES):
         for _attempt in range(100):
             prompt = torch.randint(0, 256, (b, t0), generator=gen)
@@ -348,10 +347,10 @@ def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_
             if not tf32:
                 raise RuntimeError(f"the solution's cached and uncached generations differ (case {i})")
             log(f"  TF32: cached and uncached generations differ (case {i})")
-        arrays[f"gen/{i}/prompt"] = _np(prompt)
-        arrays[f"gen/{i}/tokens"] = _np(tokens)
-        arrays[f"gen/{i}/max_new"] = np.array(n)
-        arrays[f"gen/{i}/min_margin"] = np.array(margin)
+        arrays[K.generation_key(i, "prompt")] = _np(prompt)
+        arrays[K.generation_key(i, "tokens")] = _np(tokens)
+        arrays[K.generation_key(i, "max_new")] = np.array(n)
+        arrays[K.generation_key(i, "min_margin")] = np.array(margin)
         margins.append(margin)
     log(f"generate: {len(GENERATE_CASES)} cases, smallest greedy margin {min(margins):.3g}")
 
@@ -370,7 +369,7 @@ def make_references(device: str = "cpu", notebook: Path = SOURCE_NOTEBOOK, with_
         "bugs_stored": sorted(bug_ns),
         "load_with": "np.load(path, allow_pickle=False)",
     })
-    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+    arrays[K.META] = np.array(json.dumps(meta, sort_keys=True))
     return arrays, meta
 
 
@@ -386,7 +385,7 @@ def write_references(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict[st
 def read_meta(path: Path = REF_DIR / REF_FILE) -> dict[str, Any]:
     """The metadata recorded in a reference file."""
     with np.load(path, allow_pickle=False) as refs:
-        return json.loads(str(refs["meta"]))
+        return K.metadata(refs)
 
 
 def main(argv: list[str] | None = None) -> int:

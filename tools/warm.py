@@ -101,7 +101,6 @@ def code_version() -> tuple:
     """Modification times of ``course_lib`` and the lab files: a warm parent started before one
     of them changed holds the old code (a long-running formgrader), so it is replaced."""
     import course_lib
-
     from tools import layout
 
     files = sorted(Path(course_lib.__file__).resolve().parent.rglob("*.py")) + layout.lab_files()

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 
 from tools import layout
-from tools.samples import fill, solution_code
+from tools.submissions import fill, solution_code
 
 LAB = "lab00_cache_sizing"
 #: The answer cell the attacks are appended to (its function is defined before the attack runs).

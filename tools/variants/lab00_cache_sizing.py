@@ -163,14 +163,6 @@ def preallocation_waste(max_seq_len, actual_lens):
     },
 }
 
-_KV_PER_TOKEN_OK = '''
-def kv_bytes_per_token(n_layers, n_kv_heads, head_dim, bytes_per_elem):
-    for v in (n_layers, n_kv_heads, head_dim, bytes_per_elem):
-        if v < 0:
-            raise ValueError("negative")
-    return 2 * int(n_layers) * int(n_kv_heads) * int(head_dim) * BYTES
-'''
-
 MUTANTS: list[dict] = [
     # Task 6 says actual_lens may be a NumPy array; `not array` raises "truth value ... ambiguous".
     # (Found as unfair grading when the statement did not say so; the statement now does.)
@@ -185,11 +177,10 @@ def preallocation_waste(max_seq_len, actual_lens):
 """},
      "fails": ["test_preallocation_waste_arrays"], "message": "fails for a NumPy array"},
     {"name": "bits_not_bytes",
-     "cells": {"kv_bytes_per_token": _KV_PER_TOKEN_OK.replace("BYTES", "(8 * bytes_per_elem)")},
+     "cells": {"kv_bytes_per_token": [("int(head_dim) * bytes_per_elem", "int(head_dim) * (8 * bytes_per_elem)")]},
      "fails": ["test_kv_bytes_per_token"], "message": "bits instead of bytes"},
     {"name": "missing_factor_2",
-     "cells": {"kv_bytes_per_token": _KV_PER_TOKEN_OK.replace("2 * int(n_layers)", "int(n_layers)")
-               .replace("BYTES", "bytes_per_elem")},
+     "cells": {"kv_bytes_per_token": [("k_and_v = 2", "k_and_v = 1")]},
      "fails": ["test_kv_bytes_per_token"], "message": "factor 2"},
     {"name": "int32_overflow",
      "cells": {"kv_bytes_per_token": '''
@@ -238,49 +229,19 @@ def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size, bytes_pe
 '''},
      "fails": ["test_kv_cache_bytes"], "message": "batch forgotten"},
     {"name": "all_heads_in_table",
-     "cells": {"cache_size_table": '''
-def cache_size_table(names, seq_lens, cache_dtype):
-    rows = {}
-    for name in names:
-        spec = model(name)
-        per_token = kv_bytes_per_token(spec.n_layers, spec.n_heads, spec.head_dim, dtype_bytes(cache_dtype))
-        rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
-    return pd.DataFrame.from_dict(rows, orient="index")
-'''},
+     "cells": {"cache_size_table": [("spec.n_kv_heads", "spec.n_heads")]},
      "fails": ["test_cache_size_table"], "message": "query heads"},
     {"name": "d_model_in_table",
-     "cells": {"cache_size_table": '''
-def cache_size_table(names, seq_lens, cache_dtype):
-    rows = {}
-    for name in names:
-        spec = model(name)
-        per_token = int(2 * spec.n_layers * spec.d_model * dtype_bytes(cache_dtype))
-        rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
-    return pd.DataFrame.from_dict(rows, orient="index")
-'''},
+     "cells": {"cache_size_table": [
+         ("kv_bytes_per_token(spec.n_layers, spec.n_kv_heads, spec.head_dim, bytes_per_elem)",
+          "int(2 * spec.n_layers * spec.d_model * bytes_per_elem)")]},
      "fails": ["test_cache_size_table"], "message": "d_model"},
     # Task 2 says the cache dtype is an argument, not the weights' dtype
     {"name": "weight_dtype_for_cache",
-     "cells": {"cache_size_table": '''
-def cache_size_table(names, seq_lens, cache_dtype):
-    rows = {}
-    for name in names:
-        spec = model(name)
-        per_token = kv_bytes_per_token(spec.n_layers, spec.n_kv_heads, spec.head_dim, dtype_bytes(spec.dtype))
-        rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
-    return pd.DataFrame.from_dict(rows, orient="index")
-'''},
+     "cells": {"cache_size_table": [("spec.head_dim, bytes_per_elem)", "spec.head_dim, dtype_bytes(spec.dtype))")]},
      "fails": ["test_cache_size_table"], "message": "used the weights' dtype"},
     {"name": "fp16_everywhere",
-     "cells": {"cache_size_table": '''
-def cache_size_table(names, seq_lens, cache_dtype):
-    rows = {}
-    for name in names:
-        spec = model(name)
-        per_token = kv_bytes_per_token(spec.n_layers, spec.n_kv_heads, spec.head_dim, 2)
-        rows[name] = {"per_token": per_token, **{f"S={S}": per_token * S for S in seq_lens}}
-    return pd.DataFrame.from_dict(rows, orient="index")
-'''},
+     "cells": {"cache_size_table": [("bytes_per_elem = dtype_bytes(cache_dtype)", "bytes_per_elem = 2")]},
      "fails": ["test_cache_size_table"], "message": "assumed 2 bytes per number"},
     # Task 2 says to ignore sliding windows; a student who applies Part 5's window anyway
     {"name": "window_in_table",

@@ -1,136 +1,30 @@
 """Lab 01 variants: correct alternatives (the calibration set) and realistic mistakes.
 
-Format: see tools/variants/README.md. Cell code is complete (what a student's cell would hold).
-``tools.references`` also runs the attention/cache/forward mutants to store their outputs
-in the reference file, so that the hidden tests can name the mistake behind a wrong answer.
+Format: see tools/variants/README.md. A cell is either complete code (what a student's cell would
+hold) or a list of edits of the solution's own cell, read from the source notebook
+(``tools/variant_cells.py``): a mistake made that way follows the solution when it changes, and
+an edit that no longer applies stops the tools that use it. ``tools.references`` runs the
+mistakes named in ``course_lib.lab01_refs`` (each one a mutant here) on the reference inputs
+and stores their outputs, so that the hidden tests can name the mistake behind a wrong answer.
 """
 
 from __future__ import annotations
 
 LAB = "lab01_kv_cache"
 
-# ---------------------------------------------------------------------------------------------
-# Base cells from which the mutants are made by one edit each: the source solution restated
-# (GROUPED_ROWS: GQA by grouping the queries, no copy of K and V) and the common student form
-# that expands K and V with repeat_interleave (ATTENTION; also a CORRECT variant below).
-# ---------------------------------------------------------------------------------------------
 
-GROUPED_ROWS = '''\
-def attention(q, k, v, causal=True):
-    B, H, T_q, D = q.shape
-    H_kv, T_k = k.shape[1], k.shape[2]
-    if H % H_kv != 0:
-        raise ValueError(f"H={H} is not a multiple of H_kv={H_kv}")
-    if T_q > T_k:
-        raise ValueError(f"T_q={T_q} > T_k={T_k}")
-    group = H // H_kv
-    q_rows = q.reshape(B, H_kv, group * T_q, D)
-    scores = (q_rows @ k.transpose(-2, -1)) / math.sqrt(D)
-    scores = scores.view(B, H_kv, group, T_q, T_k)
-    if causal:
-        past_len = T_k - T_q
-        query_pos = torch.arange(T_q, device=q.device)[:, None] + past_len
-        key_pos = torch.arange(T_k, device=q.device)[None, :]
-        scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
-    out = weights.view(B, H_kv, group * T_q, T_k) @ v
-    return out.view(B, H, T_q, D)
-'''
-
-ATTENTION = '''\
-def attention(q, k, v, causal=True):
-    B, H, T_q, D = q.shape
-    H_kv, T_k = k.shape[1], k.shape[2]
-    if H % H_kv != 0:
-        raise ValueError(f"H={H} is not a multiple of H_kv={H_kv}")
-    if T_q > T_k:
-        raise ValueError(f"T_q={T_q} > T_k={T_k}")
-    group = H // H_kv
-    k = k.repeat_interleave(group, dim=1)
-    v = v.repeat_interleave(group, dim=1)
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)
-    if causal:
-        past_len = T_k - T_q
-        query_pos = torch.arange(T_q, device=q.device)[:, None] + past_len
-        key_pos = torch.arange(T_k, device=q.device)[None, :]
-        scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
-    return weights @ v
-'''
-
-KV_CACHE = '''\
-class KVCache:
-    def __init__(self, n_layers, batch_size, n_kv_heads, max_seq_len, head_dim,
-                 dtype=torch.float32, device="cpu"):
-        shape = (n_layers, batch_size, n_kv_heads, max_seq_len, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.max_seq_len = max_seq_len
-        self.lengths = [0] * n_layers
-
-    def update(self, layer_idx, k_new, v_new):
-        if k_new.shape[0] != self.k.shape[1] or k_new.shape[1] != self.k.shape[2] \\
-                or k_new.shape[3] != self.k.shape[4]:
-            raise ValueError(f"k_new has shape {tuple(k_new.shape)}, does not fit the cache")
-        start = self.lengths[layer_idx]
-        end = start + k_new.shape[2]
-        if end > self.max_seq_len:
-            raise ValueError(f"KV cache overflow: {end} > max_seq_len={self.max_seq_len}")
-        self.k[layer_idx, :, :, start:end] = k_new
-        self.v[layer_idx, :, :, start:end] = v_new
-        self.lengths[layer_idx] = end
-        return self.k[layer_idx, :, :, :end], self.v[layer_idx, :, :, :end]
-
-    def seq_len(self, layer_idx=0):
-        return self.lengths[layer_idx]
-
-    def reset(self):
-        self.lengths = [0] * len(self.lengths)
-'''
-
-FORWARD = '''\
-def forward(model, idx, cache=None):
-    B, T = idx.shape
-    past_len = cache.seq_len(0) if cache is not None else 0
-    positions = torch.arange(past_len, past_len + T, device=idx.device)
-    x = model.embed(idx)
-    for layer, block in enumerate(model.blocks):
-        q, k, v = block.qkv(block.attn_norm(x))
-        q = model.rope(q, positions)
-        k = model.rope(k, positions)
-        if cache is not None:
-            k, v = cache.update(layer, k, v)
-        x = x + block.out(attention(q, k, v, causal=True))
-        x = x + block.mlp(block.mlp_norm(x))
-    return model.logits(x)
-'''
-
-GENERATE = '''\
-def generate(model, prompt_ids, max_new_tokens, use_cache=True):
-    ids = prompt_ids
-    with torch.no_grad():
-        if use_cache:
-            B, T0 = prompt_ids.shape
-            cache = KVCache(model.n_layers, B, model.n_kv_heads, T0 + max_new_tokens, model.head_dim)
-            logits = forward(model, prompt_ids, cache)
-            for step in range(max_new_tokens):
-                next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)
-                ids = torch.cat([ids, next_id], dim=1)
-                if step < max_new_tokens - 1:
-                    logits = forward(model, next_id, cache)
-        else:
-            for _ in range(max_new_tokens):
-                next_id = forward(model, ids)[:, -1, :].argmax(dim=-1, keepdim=True)
-                ids = torch.cat([ids, next_id], dim=1)
-    return ids
-'''
+def _expand_kv(repeat: str) -> list[tuple[str, str]]:
+    """Edits of the solution's attention: K and V expanded to H heads with ``k.<repeat>``, and the
+    product taken per query head, instead of grouping the queries (the common student form)."""
+    return [("    q_rows = q.reshape(B, H_kv, group * T_q, D)\n",
+             f"    k, v = k.{repeat}, v.{repeat}  # (B, H, T_k, D)\n"),
+            ("(q_rows @ k.transpose(-2, -1))", "(q @ k.transpose(-2, -1))"),
+            ("    scores = scores.view(B, H_kv, group, T_q, T_k)  # back to one (T_q, T_k) block per query head\n", ""),
+            ("weights.view(B, H_kv, group * T_q, T_k) @ v", "weights @ v")]
 
 
-def _edit(base: str, old: str, new: str) -> str:
-    if base.count(old) != 1:
-        raise ValueError(f"variant edit does not apply exactly once: {old!r}")
-    return base.replace(old, new)
-
+#: The solution's attention with K and V copied to every query head (``repeat_interleave``).
+REPEAT_INTERLEAVE = _expand_kv("repeat_interleave(group, dim=1)")
 
 # ---------------------------------------------------------------------------------------------
 # Correct alternatives: the calibration set. Each must get every autograded point.
@@ -464,8 +358,8 @@ def attention(q, k, v, causal=True):
     return (torch.softmax(s, dim=-1) @ v[:, :, None]).reshape(B, H, T_q, D)
 '''
 
-CORRECT: dict[str, dict[str, str]] = {
-    "repeat_interleave": {"attention": ATTENTION},
+CORRECT: dict[str, dict] = {
+    "repeat_interleave": {"attention": REPEAT_INTERLEAVE},
     "broadcast_5d": {"attention": ATTN_BROADCAST_5D},
     "einsum_grouped": {"attention": ATTN_EINSUM},
     "float64_inside": {"attention": ATTN_FLOAT64},
@@ -486,61 +380,53 @@ CORRECT_ATTENTION = ["repeat_interleave", "broadcast_5d", "einsum_grouped", "flo
                      "sdpa_explicit_mask", "loop_over_heads"]
 
 # ---------------------------------------------------------------------------------------------
-# Realistic mistakes
+# Realistic mistakes, each an edit of the solution (or of the repeat_interleave form above)
 # ---------------------------------------------------------------------------------------------
 
 MUTANTS: list[dict] = [
     {"name": "no_scale",
-     "cells": {"attention": _edit(ATTENTION, " / math.sqrt(D)", "")},
+     "cells": {"attention": [(" / math.sqrt(D)", "")]},
      "fails": ["test_attention", "test_forward"],
      "message": "not divided by sqrt(D)"},
     {"name": "mask_not_offset",
-     "cells": {"attention": _edit(ATTENTION, "past_len = T_k - T_q", "past_len = 0")},
+     "cells": {"attention": [("        past_len = T_k - T_q\n", "        past_len = 0\n")]},
      "fails": ["test_attention", "test_forward"],
      "message": "decode step attends only to the first key"},
     {"name": "sdpa_is_causal",
-     "cells": {"attention": _edit(ATTENTION, "    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)\n",
-                                  "    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)\n"
-                                  "    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)\n")},
+     "cells": {"attention": [("    q_rows = q.reshape(", "    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, "
+                                                      "enable_gqa=True)\n    q_rows = q.reshape(")]},
      "fails": ["test_attention", "test_forward"],
      "message": "is_causal=True"},
     {"name": "softmax_wrong_axis",
-     "cells": {"attention": _edit(ATTENTION, "torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=-2)")},
+     "cells": {"attention": [("torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=-2)")]},
      "fails": ["test_attention", "test_forward"],
      "message": "softmax over the wrong axis"},
     {"name": "gqa_repeat",
-     "cells": {"attention": _edit(_edit(ATTENTION, "k = k.repeat_interleave(group, dim=1)",
-                                        "k = k.repeat(1, group, 1, 1)"),
-                                  "v = v.repeat_interleave(group, dim=1)", "v = v.repeat(1, group, 1, 1)")},
+     "cells": {"attention": _expand_kv("repeat(1, group, 1, 1)")},
      "fails": ["test_attention", "test_forward"],
      "message": "KV head h % H_kv"},
     # the grouped (copy-free) form with the group axes swapped: (B, g, H_kv, ...) instead of
     # (B, H_kv, g, ...); query head h then uses KV head h % H_kv, as with repeat
     {"name": "gqa_grouped_wrong_order",
-     "cells": {"attention": _edit(_edit(GROUPED_ROWS,
-                                        "q_rows = q.reshape(B, H_kv, group * T_q, D)",
-                                        "q_rows = q.reshape(B, group, H_kv, T_q, D).transpose(1, 2)"
-                                        ".reshape(B, H_kv, group * T_q, D)"),
-                                  "return out.view(B, H, T_q, D)",
-                                  "return out.view(B, H_kv, group, T_q, D).transpose(1, 2).reshape(B, H, T_q, D)")},
+     "cells": {"attention": [("q_rows = q.reshape(B, H_kv, group * T_q, D)",
+                              "q_rows = q.reshape(B, group, H_kv, T_q, D).transpose(1, 2).reshape(B, H_kv, group * T_q, D)"),
+                             ("return out.view(B, H, T_q, D)",
+                              "return out.view(B, H_kv, group, T_q, D).transpose(1, 2).reshape(B, H, T_q, D)")]},
      "fails": ["test_attention", "test_forward"],
      "message": "KV head h % H_kv"},
-    # a correct computation without the shape checks: loses only the validation cell
+    # a correct computation whose checks build a ValueError but never raise it: loses only the
+    # validation cell
     {"name": "attention_no_validation",
-     "cells": {"attention": _edit(GROUPED_ROWS, '''    if H % H_kv != 0:
-        raise ValueError(f"H={H} is not a multiple of H_kv={H_kv}")
-    if T_q > T_k:
-        raise ValueError(f"T_q={T_q} > T_k={T_k}")
-''', "")},
+     "cells": {"attention": [("raise ValueError(", "ValueError(", 2)]},
      "fails": ["test_attention_validation"],
      "message": "expected ValueError"},
     {"name": "cache_not_appended",
-     "cells": {"kv_cache": _edit(KV_CACHE, "        self.lengths[layer_idx] = end\n", "")},
+     "cells": {"kv_cache": [("        self.lengths[layer_idx] = end\n", "")]},
      "fails": ["test_kv_cache", "test_forward"],
      "message": "not appended"},
     {"name": "whole_buffer",
-     "cells": {"kv_cache": _edit(KV_CACHE, "return self.k[layer_idx, :, :, :end], self.v[layer_idx, :, :, :end]",
-                                 "return self.k[layer_idx], self.v[layer_idx]")},
+     "cells": {"kv_cache": [("return self.k[layer_idx, :, :, :end], self.v[layer_idx, :, :, :end]",
+                             "return self.k[layer_idx], self.v[layer_idx]")]},
      "fails": ["test_kv_cache", "test_forward"],
      "message": "whole buffer"},
     {"name": "torch_cat_cache",
@@ -573,46 +459,36 @@ class KVCache:
 '''},
      "fails": ["test_kv_cache"],
      "message": "not views of a preallocated buffer"},
+    # what does not fit is cut off instead of refused
     {"name": "overflow_truncates",
-     "cells": {"kv_cache": _edit(KV_CACHE, '''        if end > self.max_seq_len:
-            raise ValueError(f"KV cache overflow: {end} > max_seq_len={self.max_seq_len}")
-''', '''        end = min(end, self.max_seq_len)
-        k_new, v_new = k_new[:, :, :end - start], v_new[:, :, :end - start]
-''')},
+     "cells": {"kv_cache": [("        if end > self.max_seq_len:\n",
+                             "        end = min(end, self.max_seq_len)\n"
+                             "        k_new, v_new = k_new[:, :, :end - start], v_new[:, :, :end - start]\n"
+                             "        if end > self.max_seq_len:\n")]},
      "fails": ["test_kv_cache_validation"],
      "message": "did not raise ValueError"},
-    # a correct cache without any check: loses only the validation cell
+    # a correct cache whose three checks build a ValueError but never raise it: loses only the
+    # validation cell
     {"name": "cache_no_validation",
-     "cells": {"kv_cache": _edit(_edit(KV_CACHE, '''        if k_new.shape[0] != self.k.shape[1] or k_new.shape[1] != self.k.shape[2] \\
-                or k_new.shape[3] != self.k.shape[4]:
-            raise ValueError(f"k_new has shape {tuple(k_new.shape)}, does not fit the cache")
-''', ""), '''        if end > self.max_seq_len:
-            raise ValueError(f"KV cache overflow: {end} > max_seq_len={self.max_seq_len}")
-''', "")},
+     "cells": {"kv_cache": [("raise ValueError(", "ValueError(", 3)]},
      "fails": ["test_kv_cache_validation"],
      "message": "expected ValueError"},
     # filling the buffer exactly is refused: loses the validation cell, and generate(..., 0) with a
     # cache (a prefill that fills its buffer exactly) crashes in test_generate too
     {"name": "overflow_off_by_one",
-     "cells": {"kv_cache": _edit(KV_CACHE, "if end > self.max_seq_len:", "if end >= self.max_seq_len:")},
+     "cells": {"kv_cache": [("if end > self.max_seq_len:", "if end >= self.max_seq_len:")]},
      "fails": ["test_kv_cache_validation"],
      "message": "off by one"},
     {"name": "positions_restart",
-     "cells": {"forward": _edit(FORWARD, "positions = torch.arange(past_len, past_len + T, device=idx.device)",
-                                "positions = torch.arange(T, device=idx.device)")},
+     "cells": {"forward": [("torch.arange(past_len, past_len + T, device=idx.device)", "torch.arange(T, device=idx.device)")]},
      "fails": ["test_forward"],
      "message": "positions restart at 0"},
     {"name": "generate_first_position",
-     "cells": {"generate": _edit(GENERATE, "next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)",
-                                 "next_id = logits[:, 0, :].argmax(dim=-1, keepdim=True)")},
+     "cells": {"generate": [("logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (B, 1)",
+                             "logits[:, 0, :].argmax(dim=-1, keepdim=True)  # (B, 1)")]},
      "fails": ["test_generate"],
      "message": "differ"},
 ]
-
-# Attention mutants (their outputs are stored per attention case) and the mutants whose forward
-# logits are stored (the forward test names them).
-ATTENTION_MUTANTS = ["no_scale", "mask_not_offset", "sdpa_is_causal", "softmax_wrong_axis", "gqa_repeat"]
-FORWARD_MUTANTS = ATTENTION_MUTANTS + ["cache_not_appended", "whole_buffer", "positions_restart"]
 
 # Bugs that do not cascade into each other's tests (an attention bug would fail every test),
 # so the demo's "mistakes" submission gets partial credit with each bug named.

@@ -6,16 +6,11 @@ After grading and the integrity check, each must end with 0 autograded points an
 
 BROKEN: submissions that break the grader rather than fool it. Each must be graded or reported
 without stopping the batch.
+
+Declarations only: ``tools/submissions.py`` writes them (``write_tamper``, ``write_broken``).
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
-
-import nbformat
-
-from tools import layout
 
 LAB = "lab00_cache_sizing"
 
@@ -70,31 +65,6 @@ TAMPER: list[dict] = [
 ]
 
 
-def write_tamper(root: Path, attack: dict, student: str) -> Path:
-    """Write a tampering submission for ``attack`` as ``student``."""
-    from tools.samples import fill
-
-    release_nb = nbformat.read(layout.release_notebook(LAB, root), as_version=4)
-    target = layout.submitted_notebook(student, LAB, root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(fill(release_nb, attack["cells"]), target)
-    return target
-
-
-# ---- broken submissions -------------------------------------------------------------------------
-def _solution_with(root: Path, cell: str, code: str):
-    from tools.samples import fill, solution_code
-
-    cells = solution_code(root, LAB)
-    cells[cell] = code + "\n\n" + cells[cell]
-    return fill(nbformat.read(layout.release_notebook(LAB, root), as_version=4), cells)
-
-
-def _write_nb(nb, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, target)
-
-
 #: name -> (description, expected outcome: "graded" (maybe partial) or "not graded")
 BROKEN: dict[str, tuple[str, str]] = {
     "infinite-loop": ("a top-level loop that never ends in one answer cell; interrupted at the time limit, "
@@ -107,32 +77,15 @@ BROKEN: dict[str, tuple[str, str]] = {
     "huge-output": ("an answer cell prints 50 MB", "graded"),
 }
 
-
-def write_broken(root: Path, name: str, student: str) -> Path:
-    """Write the broken submission ``name`` (a key of BROKEN) as ``student``."""
-    folder = layout.submission_dir(student, LAB, root)
-    target = folder / f"{LAB}.ipynb"
-    if name == "infinite-loop":
-        _write_nb(_solution_with(root, "kv_cache_bytes", "while True:\n    pass"), target)
-    elif name == "ignores-interrupt":
-        _write_nb(_solution_with(root, "kv_cache_bytes",
-                                 "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"),
-                  target)
-    elif name == "os-exit":
-        _write_nb(_solution_with(root, "kv_cache_bytes", "import os\nos._exit(1)"), target)
-    elif name == "invalid-json":
-        folder.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(nbformat.v4.new_notebook())
-        target.write_text(text[: len(text) // 2])
-    elif name == "other-lab":
-        other = nbformat.v4.new_notebook()
-        other.cells = [nbformat.v4.new_code_cell("print('this is a different assignment')")]
-        _write_nb(other, target)
-    elif name == "no-notebook":
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "notes.txt").write_text("I forgot to attach the notebook\n")
-    elif name == "huge-output":
-        _write_nb(_solution_with(root, "kv_cache_bytes", "print('x' * 50_000_000)"), target)
-    else:
-        raise KeyError(f"unknown broken submission {name!r}; known: {', '.join(BROKEN)}")
-    return folder
+#: Broken submissions that are the solution with code put before one answer: name -> {cell: code}.
+BROKEN_CELLS: dict[str, dict[str, str]] = {
+    "infinite-loop": {"kv_cache_bytes": "while True:\n    pass"},
+    "ignores-interrupt": {"kv_cache_bytes": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                            "while True:\n    pass"},
+    "os-exit": {"kv_cache_bytes": "import os\nos._exit(1)"},
+    "huge-output": {"kv_cache_bytes": "print('x' * 50_000_000)"},
+}
+#: The one cell of "other-lab", a notebook of another assignment.
+OTHER_LAB_CELL = "print('this is a different assignment')"
+#: What "no-notebook" holds instead of a notebook.
+NO_NOTEBOOK_NOTE = "I forgot to attach the notebook\n"
