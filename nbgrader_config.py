@@ -59,6 +59,10 @@ c.IgnorePattern.pattern = r"\w*Warning: "
 #   SaveAutoGrades scores a test only if both passed it;
 # then the integrity check (the post-convert hook; tools/holds.py; make autograde runs it itself, for a whole
 # batch at once). A submission whose integrity check cannot run has its points held.
+# SaveAutoGrades marks every cell graded by hand as "needs manual grading" again on each re-grade;
+# ReadHandGrades (before it) and KeepHandGrades (after it) keep a hand grade while the answer it
+# graded is unchanged and drop it when the answer changed (tools/hand_grades.py; the answer's
+# fingerprint is kept in the gradebook, which outlives autograded/).
 c.Autograde.autograde_preprocessors = [
     "tools.sandbox.CourseExecute",
     "nbgrader.preprocessors.IgnorePattern",
@@ -66,7 +70,9 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.LimitOutput",
     "tools.feedback.CapOutputSize",
     "tools.verdict_step.CourseVerdict",
+    "tools.hand_grades.ReadHandGrades",
     "nbgrader.preprocessors.SaveAutoGrades",
+    "tools.hand_grades.KeepHandGrades",
     "tools.late.CourseLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]

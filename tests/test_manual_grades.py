@@ -6,6 +6,10 @@ A small course (Lab 00: the solution, the untouched release, a tampering attempt
 file) is graded once with the real nbgrader; the tests then write manual scores into nbgrader's
 gradebook the way the formgrader does (its GradeHandler: ``manual_score``, and
 ``needs_manual_grade`` only when neither score is set) and run ``pipeline.report``.
+
+Re-grading (tools/hand_grades.py) runs in courses of its own: students graded by hand, then
+autograded again through ``pipeline.autograde``, the ``nbgrader autograde --force`` command
+line and two parallel workers on PostgreSQL, with their answers unchanged, changed or broken.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tools import pipeline
+from tools import classroom, hand_grades, pipeline, submissions
 from tools.samples import ROOT, write_submission
 from tools.variants import tamper
 
@@ -45,8 +49,8 @@ def course(tmp_path_factory):
     pipeline.release(root)
     write_submission(root, LAB, SOLUTION, "solution")
     write_submission(root, LAB, UNTOUCHED, "untouched")
-    tamper.write_tamper(root, next(a for a in tamper.TAMPER if a["name"] == "rebind-checker"), TAMPERED)
-    tamper.write_broken(root, "invalid-json", BROKEN)
+    submissions.write_tamper(root, next(a for a in tamper.TAMPER if a["name"] == "rebind-checker"), TAMPERED)
+    submissions.write_broken(root, "invalid-json", BROKEN)
     runs = pipeline.autograde(root, verbose=False, timeout=30)
     pipeline.check_integrity(root, runs, verbose=False)
     answers = _written_answers(root)
@@ -229,3 +233,176 @@ def test_a_hold_the_check_lifts_itself_leaves_the_instructor_s_comment(course):
     verdict = pipeline.check_integrity(root, [pipeline.GradeRun(UNTOUCHED, LAB, True, 0.0)], verbose=False)
     assert not verdict[(UNTOUCHED, LAB)].held
     assert _hold_comments(root, UNTOUCHED) == (False, {cell: "Answers left empty."})
+
+
+# --- re-grading a submission graded by hand (tools/hand_grades.py) ---------------------------------
+
+RESUBMITS_API, RESUBMITS_CLI = "resubmits-api", "resubmits-cli"
+
+
+def _regrade_course(root: Path, students: list[str], workers: int = 1) -> tuple[Path, dict[str, float]]:
+    """A course of ``students`` (each the solution, written answers to grade by hand), autograded once."""
+    shutil.copytree(ROOT / "source" / LAB, root / "source" / LAB)
+    if not (root / "nbgrader_config.py").exists():
+        shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    pipeline.release(root)
+    for student in students:
+        write_submission(root, LAB, student, "solution")
+    runs = pipeline.autograde(root, verbose=False, timeout=30, workers=workers)
+    assert all(r.success for r in runs), runs
+    return root, _written_answers(root)
+
+
+@pytest.fixture(scope="module")
+def regrade(tmp_path_factory):
+    return _regrade_course(tmp_path_factory.mktemp("regrade"), [RESUBMITS_API, RESUBMITS_CLI])
+
+
+def _formgrader_put(root: Path, student: str, name: str, manual: float | None, extra: float | None = None) -> None:
+    """What the formgrader's GradeHandler.put does with a score typed into one answer."""
+    with _gradebook(root) as gb:
+        grade = gb.find_grade(name, LAB, LAB, student)
+        grade.manual_score, grade.extra_credit = manual, extra
+        grade.needs_manual_grade = manual is None and grade.auto_score is None
+        gb.db.commit()
+
+
+def _state(root: Path, student: str) -> dict[str, tuple]:
+    """Written answer -> (manual score, extra credit, needs manual grading) in the gradebook."""
+    with _gradebook(root) as gb:
+        return {g.name: (g.manual_score, g.extra_credit, g.needs_manual_grade)
+                for g in gb.find_submission_notebook(LAB, LAB, student).grades if g.cell_type == "markdown"}
+
+
+def _csv_row(root: Path, student: str) -> dict[str, str]:
+    """The student's row of grades.csv as the course writes it (collect_grades, write_csv)."""
+    pipeline.write_csv(pipeline.collect_grades(root), root / pipeline.GRADES_CSV)
+    with (root / pipeline.GRADES_CSV).open(newline="") as f:
+        return next(r for r in csv.DictReader(f) if r["student"] == student)
+
+
+def _edit_answer(root: Path, student: str, name: str, text: str) -> None:
+    """The student hands in another text for the written answer ``name`` (nbgrader collect replaces the file)."""
+    path = root / "submitted" / student / LAB / f"{LAB}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == name)
+    cell.source = text
+    nbformat.write(nb, path)
+
+
+def _autograde(root: Path, student: str) -> pipeline.GradeRun:
+    [run] = pipeline.autograde(root, [(student, LAB)], verbose=False, timeout=30)
+    return run
+
+
+def _nbgrader_autograde(root: Path, student: str) -> subprocess.CompletedProcess:
+    """`nbgrader autograde LAB --student S --force` in the course folder (the formgrader's Autograde
+    button runs the same converter with the same nbgrader_config.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "NBGRADER"))}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return subprocess.run([sys.executable, "-m", "nbgrader", "autograde", LAB, "--student", student, "--force"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_hand_grade_stands_while_its_answer_is_unchanged_and_drops_when_it_changes(regrade):
+    root, answers = regrade
+    first, second = answers
+    student = RESUBMITS_API
+    _formgrader_put(root, student, first, answers[first] - 1, extra=1.0)  # the second: never graded by hand
+    assert _autograde(root, student).success
+    assert _state(root, student) == {first: (answers[first] - 1, 1.0, False), second: (None, None, True)}
+    row = _csv_row(root, student)
+    assert (row["answers_not_hand_graded"], row["hand_graded_points"]) == (second, f"{answers[first]:g}"), row
+    assert row["total_is"].startswith("provisional"), row
+
+    _formgrader_put(root, student, second, answers[second], extra=0.5)
+    graded = {first: (answers[first] - 1, 1.0, False), second: (answers[second], 0.5, False)}
+    for _ in range(2):  # re-grading an unchanged submission changes nothing, however often
+        assert _autograde(root, student).success
+        assert _state(root, student) == graded
+    row = _csv_row(root, student)
+    assert (row["status"], row["total_is"], row["answers_not_hand_graded"]) == ("graded", "final", ""), row
+    assert row["hand_graded_points"] == f"{answers[first] + answers[second] + 0.5:g}", row
+    with _gradebook(root) as gb:
+        assert f"{gb.find_submission_notebook(LAB, LAB, student).score:g}" == row["total_points"]
+
+    # a broken resubmission is not graded: the hand grades wait for the next one that is
+    notebook = root / "submitted" / student / LAB / f"{LAB}.ipynb"
+    handed_in = notebook.read_bytes()
+    notebook.write_text('{"cells": [')
+    assert not _autograde(root, student).success
+    assert _state(root, student) == graded
+
+    # the next resubmission answers the second question differently: only that one is to grade again
+    notebook.write_bytes(handed_in)
+    _edit_answer(root, student, second, "A different answer, written after grading.")
+    for _ in range(2):  # its score and extra credit no longer count, however often it is re-graded
+        assert _autograde(root, student).success
+        assert _state(root, student) == {first: (answers[first] - 1, 1.0, False), second: (None, None, True)}
+    row = _csv_row(root, student)
+    assert (row["answers_not_hand_graded"], row["hand_graded_points"]) == (second, f"{answers[first]:g}"), row
+    assert row["total_is"].startswith("provisional") and "needs hand grading: 1 answer" in row["status"], row
+
+
+def test_nbgrader_autograde_force_keeps_hand_grades_of_unchanged_answers(regrade):
+    root, answers = regrade
+    first, second = answers
+    student = RESUBMITS_CLI
+    for name, points in answers.items():
+        _formgrader_put(root, student, name, points)
+    done = _nbgrader_autograde(root, student)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _state(root, student) == {first: (answers[first], None, False), second: (answers[second], None, False)}
+    row = _csv_row(root, student)
+    assert (row["total_is"], row["hand_graded_points"]) == ("final", f"{sum(answers.values()):g}"), row
+
+    _edit_answer(root, student, first, "Rewritten after it was graded.")
+    done = _nbgrader_autograde(root, student)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "changed since it was scored by hand" in done.stderr
+    assert _state(root, student) == {first: (None, None, True), second: (answers[second], None, False)}
+    row = _csv_row(root, student)
+    assert (row["answers_not_hand_graded"], row["hand_graded_points"]) == (first, f"{answers[second]:g}"), row
+    assert row["total_is"].startswith("provisional"), row
+
+
+@pytest.mark.system  # a PostgreSQL server (Debian package)
+def test_parallel_workers_keep_and_drop_hand_grades_in_a_postgresql_gradebook(tmp_path):
+    students = ["pg-unchanged", "pg-changed"]
+    cluster = classroom.PostgresCluster(tmp_path)
+    url = cluster.start()
+    try:
+        config = (ROOT / "nbgrader_config.py").read_text() + f"\nc.CourseDirectory.db_url = {url!r}\n"
+        (tmp_path / "nbgrader_config.py").write_text(config)
+        root, answers = _regrade_course(tmp_path, students, workers=2)  # both workers create the table
+        for student in students:
+            for name, points in answers.items():
+                _formgrader_put(root, student, name, points)
+        first, second = answers
+        _edit_answer(root, "pg-changed", first, "Rewritten after it was graded.")
+        runs = pipeline.autograde(root, [(s, LAB) for s in students], verbose=False, timeout=30, workers=2)
+        assert all(r.success for r in runs) and {r.worker for r in runs} == {0, 1}, runs
+        assert _state(root, "pg-unchanged") == {n: (p, None, False) for n, p in answers.items()}
+        assert _state(root, "pg-changed") == {first: (None, None, True), second: (answers[second], None, False)}
+        assert _csv_row(root, "pg-unchanged")["total_is"] == "final"
+        assert _csv_row(root, "pg-changed")["total_is"].startswith("provisional")
+    finally:
+        cluster.destroy()
+
+
+def test_an_answer_s_fingerprint_is_its_text_and_a_test_s_is_every_answer():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("def f():\n    return 1", metadata={"nbgrader": {"grade_id": "f", "solution": True}}),
+        nbformat.v4.new_code_cell("assert f() == 1", metadata={"nbgrader": {"grade_id": "test_f", "grade": True}}),
+        nbformat.v4.new_markdown_cell("My answer.", metadata={"nbgrader": {"grade_id": "why", "grade": True,
+                                                                           "solution": True}}),
+    ])
+    before = {name: hand_grades.answer_fingerprint(nb, name) for name in ("test_f", "why")}
+    nb.cells[2].source = "  My answer.   \n\n"  # whitespace around the text and at line ends does not count
+    assert {name: hand_grades.answer_fingerprint(nb, name) for name in before} == before
+    nb.cells[0].source = "def f():\n    return 2"  # the code a test checks is part of the test's answer
+    assert hand_grades.answer_fingerprint(nb, "test_f") != before["test_f"]
+    assert hand_grades.answer_fingerprint(nb, "why") == before["why"]
+    nb.cells[2].source = "My answer, changed."
+    assert hand_grades.answer_fingerprint(nb, "why") != before["why"]
+    assert hand_grades.answer_fingerprint(nb, "gone") == hand_grades.MISSING
