@@ -199,6 +199,17 @@ def _read_line(conn: socket.socket) -> dict | None:
     return json.loads(data)
 
 
+def _set_threads(value: str) -> None:
+    """The grader's thread share (``OMP_NUM_THREADS``: cores / workers), which the libraries
+    imported here read when they loaded, set again: a copy of a parent started with more
+    threads would otherwise run several spinning threads per core beside the other workers'."""
+    if not value.isdigit() or int(value) < 1:
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(int(value))
+
+
 def _run_student(request: dict, fds: list[int]) -> None:
     """In process 2 of the new PID namespace, unprivileged: become the kernel or the program."""
     os.setsid()
@@ -214,6 +225,7 @@ def _run_student(request: dict, fds: list[int]) -> None:
     os.chdir(f"{SANDBOX_HOME}/{request['lab']}")
     os.environ.clear()
     os.environ.update(request["env"])
+    _set_threads(request["env"].get("OMP_NUM_THREADS", ""))
     sys.stdin = open(0, closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
@@ -272,6 +284,10 @@ def _copy(conn: socket.socket, request: dict, fds: list[int]) -> int:
     exit status. This process stays outside the budget, so that it outlives a budget's kill."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # nothing of the parent's standard streams (its answer pipe) goes on
+        os.dup2(null, fd)
+    os.close(null)
     isolate_files(request)
     _unshare(CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID)
     _check(_libc.sethostname(b"grading", 7), "sethostname")
