@@ -12,6 +12,10 @@ claims to be equal to everything.
 A hidden test declares its calls as :class:`Case` records (arguments, the right
 answer, each named mistake's answer) and checks them with :func:`check_cases`;
 the tolerances live here (:data:`REAL_RTOL`, :data:`TENSOR_RTOL`).
+
+Why one module of this size: every check students meet (integers, reals, tensors, tokens,
+errors, declared cases) shares the message format that names a mistake; the tolerances live
+here once.
 """
 
 from __future__ import annotations

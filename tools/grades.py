@@ -5,6 +5,9 @@ integrity check's holds and the named mistakes of failed tests); :func:`write_cs
 ``grades.csv`` (the course's final grades); :func:`format_table` the score table;
 :func:`feedback` the students' feedback pages (and a page saying why for a submission that
 could not be graded); :func:`report` all of these and the class report.
+
+Why one module of this size: the score of record is read once here and every output of it
+(grades.csv, the table, feedback pages, the report) must agree with that one reading.
 """
 
 from __future__ import annotations

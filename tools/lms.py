@@ -46,6 +46,10 @@ on the LMS roster who handed nothing in): it is exported with empty cells and re
 warning with its line. Files are written only after every check passed, each to a temporary
 file in the same folder renamed over the output at the end, so an error never leaves a file
 half-written (and an older export stays as it was).
+
+Why one module of this size: reading the instructor's id mapping with line-numbered errors and
+writing the two export formats share one model of a student's row; apart, each would repeat
+the validation.
 """
 
 from __future__ import annotations
