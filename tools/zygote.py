@@ -189,7 +189,8 @@ def _send(conn: socket.socket, message: dict) -> None:
     conn.sendall((json.dumps(message) + "\n").encode())
 
 
-def _read_line(conn: socket.socket) -> dict | None:
+def read_line(conn: socket.socket) -> dict | None:
+    """One JSON line from ``conn``; None when it closed first (also the stand-in's reader)."""
     data = b""
     while not data.endswith(b"\n"):
         chunk = conn.recv(65536)
@@ -309,7 +310,7 @@ def _copy(conn: socket.socket, request: dict, fds: list[int]) -> int:
     for fd in fds:
         os.close(fd)
     _send(conn, {"pid": child})
-    go = _read_line(conn)
+    go = read_line(conn)
     if not go or go.get("go") is not True:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
