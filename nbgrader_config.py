@@ -57,6 +57,8 @@ c.IgnorePattern.pattern = r"\w*Warning: "
 # - CourseVerdict (tools/verdict_step.py) runs every test, hidden ones included, in a grader
 #   process apart from the student's code, and puts its failures first into the test cells, so
 #   SaveAutoGrades scores a test only if both passed it;
+# StartVerdict starts the verdict before the kernel, so that the two run side by side (each in
+# processes of its own; CourseVerdict waits for it);
 # then the integrity check (the post-convert hook; tools/holds.py; make autograde runs it itself, for a whole
 # batch at once). A submission whose integrity check cannot run has its points held.
 # SaveAutoGrades marks every cell graded by hand as "needs manual grading" again on each re-grade;
@@ -64,6 +66,7 @@ c.IgnorePattern.pattern = r"\w*Warning: "
 # graded is unchanged and drop it when the answer changed (tools/hand_grades.py; the answer's
 # fingerprint is kept in the gradebook, which outlives autograded/).
 c.Autograde.autograde_preprocessors = [
+    "tools.verdict_step.StartVerdict",
     "tools.sandbox.CourseExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",

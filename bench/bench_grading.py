@@ -54,16 +54,22 @@ def _kernel_probe(code: str, repeats: int = 3) -> tuple[float, float]:
     return statistics.median(starts), statistics.median(runs)
 
 
+#: The verdict runs beside the kernel (tools.verdict_step.StartVerdict): what autograde waited
+#: for it after the kernel's step is part of a submission's time, its own wall time overlaps.
+VERDICT_WAIT = "verdict: waited for after the kernel's step"
+VERDICT_BESIDE = "verdict: its own wall time (beside the kernel; not in the sum)"
+
+
 def _cell_times(course: Path, lab: str, students: list[str]) -> dict[str, float]:
     """Median per-submission seconds spent in the kernel's test cells, answer cells and other
     cells (nbclient's execution timestamps in the autograded notebooks) and in the verdict (its
-    wall time, recorded by tools/verdict_step.py in the notebook's metadata)."""
+    wall time and the wait for it after the kernel, recorded by tools/verdict_step.py in the
+    notebook's metadata)."""
     def ts(s: str) -> datetime:
         return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
     sums: dict[str, list[float]] = {"first code cell (imports)": [], "test cells (visible parts)": [],
-                                    "answer cells": [], "other cells": [],
-                                    "verdict (grader fork + student process, every test)": []}
+                                    "answer cells": [], "other cells": [], VERDICT_WAIT: [], VERDICT_BESIDE: []}
     for student in students:
         path = layout.autograded_notebook(student, lab, course)
         if not path.exists():
@@ -82,7 +88,8 @@ def _cell_times(course: Path, lab: str, students: list[str]) -> dict[str, float]
             acc[key] += seconds
             first = False
         record = nb.metadata.get("kvcourse", {}).get("verdict", {})  # tools/verdict_step.py
-        acc["verdict (grader fork + student process, every test)"] = float(record.get("wall_seconds", 0.0))
+        acc[VERDICT_BESIDE] = float(record.get("wall_seconds", 0.0))
+        acc[VERDICT_WAIT] = float(record.get("waited_seconds", record.get("wall_seconds", 0.0)))
         for k, v in acc.items():
             sums[k].append(v)
     return {k: statistics.median(v) if v else 0.0 for k, v in sums.items()}
@@ -199,7 +206,7 @@ def bench_lab(lab: str, args: argparse.Namespace, course: Path) -> dict:
     print(f"  {'autograde of one submission (worker wall time)':<58}{per_sub:>8.2f} s")
     for k, v in cells.items():
         print(f"  {'  notebook ' + k:<58}{v:>8.2f} s")
-    rest = per_sub - sum(cells.values())
+    rest = per_sub - sum(v for k, v in cells.items() if k != VERDICT_BESIDE)
     print(f"  {'  the rest: kernel start and stop, nbgrader copy/DB/restore':<58}{rest:>8.2f} s")
     return {"lab": lab, "n": len(gradable), "serial": per_serial, "cold": per_cold, "parallel": per_parallel,
             "serial_median": med_serial, "cold_median": med_cold,

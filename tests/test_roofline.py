@@ -84,6 +84,30 @@ def test_machine_roofline_combines_medians(monkeypatch):
     assert "ridge 0.0819 FLOP/byte" in str(machine) and "80 MB/s" in str(machine)
 
 
+def test_a_shared_measurement_is_returned_only_while_autograding_with_the_same_arguments(monkeypatch):
+    """A grading run measures its machine once (tools/zygote.py shares it); its notebooks print
+    that measurement, with a note, instead of measuring again. Nothing is shared otherwise."""
+    import torch
+
+    monkeypatch.setattr(roofline, "_SHARED", {})
+    monkeypatch.setattr(roofline, "measure", _fixed_timing(0.01))
+    measured = roofline.measure_machine("cpu", "fp32", repeats=roofline.GRADING_REPEATS)
+    back = roofline.roofline_from_dict(json.loads(json.dumps(roofline.roofline_to_dict(measured))))
+    assert back == measured
+    threads = torch.get_num_threads()
+    kept = roofline.share_measurement(back, threads=threads)
+    assert roofline.shared_measurement(threads=threads) is kept
+    assert "measured once for this grading run" in str(kept) and kept.mem_bandwidth == measured.mem_bandwidth
+    monkeypatch.setattr(roofline, "measure", _fixed_timing(0.02))  # a new measurement would differ
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert roofline.measure_machine("cpu", "fp32", repeats=roofline.GRADING_REPEATS) is kept
+    assert roofline.measure_machine("cpu", "fp32", repeats=5) is not kept  # other arguments
+    assert roofline.shared_measurement(threads=threads + 1) is None  # another thread count
+    monkeypatch.delenv("NBGRADER_EXECUTION")
+    fresh = roofline.measure_machine("cpu", "fp32", repeats=roofline.GRADING_REPEATS)
+    assert fresh is not kept and fresh.note == "" and fresh.mem_bandwidth == pytest.approx(kept.mem_bandwidth / 2)
+
+
 def test_real_probes_give_positive_rates():
     bw = roofline.measure_bandwidth(8_000_000, repeats=2)
     mm = roofline.measure_matmul_peak(128, repeats=2)

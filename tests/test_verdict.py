@@ -402,3 +402,44 @@ def test_every_correct_variant_passes_the_verdict(lab: str, variant: str, fresh_
     # the cold path is what the tests above use)
     v = verdict.run_in_subprocess(path, _source(lab), warm=True)
     assert v.tests and not _failed(v), {t: r.message[:300] for t, r in v.tests.items() if not r.passed}
+
+
+def test_the_verdict_started_before_the_kernel_is_the_one_recorded(tmp_path, monkeypatch):
+    """StartVerdict (before the kernel's step) starts the verdict; CourseVerdict (after it) waits
+    for that one instead of computing another, unless the submission changed in between."""
+    import time
+
+    from tools import verdict_step
+
+    seen: list[str] = []
+
+    def compute(self, submitted: Path, source: Path) -> verdict.Verdict:
+        seen.append(submitted.read_text())
+        time.sleep(0.3)  # still running when the kernel's step would be
+        return verdict.Verdict(tests={"t1": verdict.TestResult(submitted.read_text() == "v1", "changed")})
+
+    monkeypatch.setattr(verdict_step.CourseVerdict, "compute", compute)
+    submitted = tmp_path / "submitted" / "s1" / "lab" / "lab.ipynb"
+    submitted.parent.mkdir(parents=True)
+    submitted.write_text("v1")
+    resources = {"metadata": {"path": str(tmp_path / "autograded" / "s1" / "lab")},
+                 "nbgrader": {"assignment": "lab", "student": "s1", "notebook": "lab"}}
+
+    def notebook() -> nbformat.NotebookNode:
+        cell = nbformat.v4.new_code_cell("pass")
+        cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t1", "points": 1}
+        return nbformat.v4.new_notebook(cells=[cell])
+
+    nb = notebook()
+    verdict_step.StartVerdict().preprocess(nb, resources)
+    nb, _ = verdict_step.CourseVerdict().preprocess(nb, resources)
+    record = verdict_step.stored_verdict(nb)
+    assert seen == ["v1"] and record["tests"]["t1"]["passed"]
+    assert record["wall_seconds"] >= 0.3 and record["waited_seconds"] <= record["wall_seconds"]
+
+    nb = notebook()
+    verdict_step.StartVerdict().preprocess(nb, resources)
+    submitted.write_text("v2")  # changed after the start: that verdict is not the one recorded
+    nb, _ = verdict_step.CourseVerdict().preprocess(nb, resources)
+    assert len(seen) == 3 and seen[-1] == "v2" and not verdict_step.stored_verdict(nb)["tests"]["t1"]["passed"]
+    assert nb.cells[0].outputs[0]["ename"] == verdict_step.ENAME

@@ -276,7 +276,7 @@ def test_a_parent_older_than_the_code_is_replaced(monkeypatch):
 @pytest.mark.system
 @needs_warm
 def test_a_copy_takes_the_graders_thread_share(tmp_path):
-    """Parallel workers give each kernel cores / workers threads (OMP_NUM_THREADS); a copy of a
+    """Parallel workers give each kernel their share of the cores (OMP_NUM_THREADS); a copy of a
     parent that imported torch with more must use the share, or spinning threads of several
     workers fight over the cores (measured: ~7x slower with 3 copies on 2 cores)."""
     socket = warm.socket_path()
@@ -292,3 +292,43 @@ def test_a_copy_takes_the_graders_thread_share(tmp_path):
         shutil.rmtree(runtime, ignore_errors=True)
         sandbox.release_uid(uid)
     assert out.strip() == "1"
+
+
+def test_the_labs_that_measure_the_machine_are_found():
+    assert warm.measures_machine("lab02_roofline")
+    assert not warm.measures_machine("lab00_cache_sizing") and not warm.measures_machine("no_such_lab")
+
+
+@pytest.mark.system
+@needs_warm
+def test_the_machine_is_measured_once_and_copies_on_threads_still_run(tmp_path):
+    """A lab that measures the machine (Lab 02): the parent measures it once per thread count
+    and its copies, while autograding, print that one measurement, saying so. A copy on two
+    threads still runs parallel torch work afterwards: a parent that had run OpenMP threads
+    itself would fork copies that hang at their first parallel operation (the parent measures
+    in a child of its own)."""
+    socket = warm.socket_path()
+    program = ("import json, torch\nfrom course_lib import roofline\n"
+               "m = roofline.measure_machine('cpu', 'fp32', repeats=roofline.GRADING_REPEATS)\n"
+               "a = torch.randn(512, 512)\nfor _ in range(5):\n    a @ a\n"
+               "print(json.dumps([m.note, m.mem_bandwidth, m.peak_flops, torch.get_num_threads()]))\n")
+    answers = []
+    for _ in range(2):
+        uid = sandbox.sandbox_uid()
+        runtime = sandbox.prepare_runtime_dir(uid, Path(socket).parent)
+        threads = dict.fromkeys(sandbox.THREAD_VARS, "2")
+        try:
+            cmd = warm.copy_command(socket, runtime, uid=uid, lab="lab", limits=sandbox.Limits(), procs_files=[],
+                                    program=program, share_probe=True,
+                                    env={**sandbox.sandbox_env(), **threads, "NBGRADER_EXECUTION": "autograde"})
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+        finally:
+            warm.cleanup(runtime)
+            shutil.rmtree(runtime, ignore_errors=True)
+            sandbox.release_uid(uid)
+        assert done.returncode == 0, done.stderr[-2000:]
+        answers.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert answers[0] == answers[1]  # the same measurement, to the last digit
+    note, bandwidth, flops, threads_used = answers[0]
+    assert "measured once for this grading run, on 2 threads" in note and threads_used == 2
+    assert bandwidth > 0 and flops > 0

@@ -153,11 +153,12 @@ def worker_shares(students: list[str], workers: int) -> list[list[str]]:
 
 
 def _share_cores(n_workers: int) -> None:
-    """Kernels started from this process get ``cores // n_workers`` threads: workers x threads
-    should not exceed the cores (torch and NumPy otherwise start one thread per core in every
-    kernel and fight over the cores). Settings already in the environment win."""
-    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    """Sandboxed processes started from this worker get its share of the cores
+    (``tools.sandbox.thread_share``). Settings already in the environment win."""
+    from tools import sandbox
+
+    threads = str(sandbox.thread_share(n_workers))
+    for var in sandbox.THREAD_VARS:
         os.environ.setdefault(var, threads)
 
 

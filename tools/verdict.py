@@ -108,12 +108,26 @@ def _nbgrader(cell: Any) -> dict:
     return cell.metadata.get("nbgrader", {})
 
 
+_TRANSFORMED: dict[str, str] = {}
+
+
+def transformed(code: str) -> str:
+    """``code`` with IPython's syntax (magics, ``!`` commands) turned into Python, as the shell's
+    static input transformations do; remembered (pure, and each cell is read several times:
+    by the plans, and by the shell running it; the warm server's forks inherit the instructor
+    cells' from its plan)."""
+    text = _TRANSFORMED.get(code)
+    if text is None:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        text = _TRANSFORMED[code] = TransformerManager().transform_cell(code)
+    return text
+
+
 def _python(code: str) -> ast.Module | None:
     """``code`` (IPython magics turned into calls) as an AST, or None if it does not parse."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
     try:
-        return ast.parse(TransformerManager().transform_cell(code))
+        return ast.parse(transformed(code))
     except SyntaxError:
         return None
 
@@ -136,10 +150,8 @@ def defined_names(code: str) -> list[str]:
 def _used_names(code: str) -> set[str] | None:
     """Global names a cell reads: at its top level, or inside its functions and classes where
     they are not their own locals (a local ``table`` in a function needs no cell's ``table``)."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
     try:
-        top = symtable.symtable(TransformerManager().transform_cell(code), "<cell>", "exec")
+        top = symtable.symtable(transformed(code), "<cell>", "exec")
     except SyntaxError:
         return None
     names: set[str] = set()
@@ -449,6 +461,7 @@ def _run_steps(steps: Plan, student: StudentProcess, verdict: Verdict, cell_time
     config.HistoryManager.enabled = False
     existed = InteractiveShell.initialized()
     shell = InteractiveShell.instance(config=config)
+    shell.input_transformer_manager.transform_cell = transformed  # the same transformation, remembered
     if existed:  # nothing left from an earlier run in this process (a fresh shell is empty; its
         shell.reset(new_session=False)  # reset's garbage collection costs ~0.1 s in a big heap)
     bound: list[str] = []

@@ -18,6 +18,7 @@ that died and falls back to a cold ``python -m tools.verdict`` when none can sta
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -47,6 +48,11 @@ def _warm_up() -> None:
 
     if sandbox.enabled():  # probes bwrap once (cached)
         warm.socket_path()  # the student's processes: forks of a warm parent (or the grader's own)
+    torch = sys.modules.get("torch")
+    if torch is not None:  # the grader's checks run beside the kernel and the student's process
+        torch.set_num_threads(int(sandbox.sandbox_env()["OMP_NUM_THREADS"]))
+    gc.collect()
+    gc.freeze()  # what every fork inherits stays out of its garbage collections (no copy-on-write)
 
 
 def _one(request: dict) -> int:
@@ -57,6 +63,7 @@ def _one(request: dict) -> int:
         verdict.source_and_plan(Path(request["source"]))
     except Exception:  # noqa: BLE001, S110 - the fork reads it itself and reports what is wrong
         pass
+    gc.freeze()
     pid = os.fork()
     if pid == 0:  # the fresh copy: runs the verdict and exits, never returns to the loop
         code = 1

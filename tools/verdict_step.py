@@ -17,11 +17,20 @@ student's kernel and the verdict pass it. The verdict itself is kept in the note
 integrity check (``tools/holds.py``) and the feedback (``tools/feedback.py``) read it there.
 
 A verdict that cannot be computed fails every test, with the reason.
+
+The verdict needs nothing the kernel produces (it reads the submitted notebook and the
+instructor's), so :class:`StartVerdict`, named before the kernel's step in nbgrader_config.py,
+starts it in a background thread and :class:`CourseVerdict` waits for it: the two run side by
+side, each in its own processes, uid and budget (the sandbox gives each half the grader's
+threads: ``tools.sandbox.thread_share``). Without :class:`StartVerdict` the verdict runs here,
+after the kernel.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,20 +99,30 @@ class CourseVerdict(Preprocessor):
         value = self.config.get("Execute", {}).get("timeout", verdict_tool.CELL_TIMEOUT)
         return float(value) if isinstance(value, int | float) and value > 0 else verdict_tool.CELL_TIMEOUT
 
+    def compute(self, submitted: Path, source: Path) -> verdict_tool.Verdict:
+        """The verdict on ``submitted``; never raises (a verdict that cannot be computed fails
+        every test, with the reason)."""
+        sandboxed = None if self.sandboxed == "default" else self.sandboxed == "on"
+        if not source.is_file():
+            return verdict_tool.Verdict(error=f"no instructor notebook at {source}")
+        try:
+            return verdict_tool.run_in_subprocess(submitted, source, sandboxed=sandboxed,
+                                                  cell_timeout=self._cell_timeout(), warm=self.warm)
+        except Exception as exc:  # noqa: BLE001 - fail closed: every test fails, with the reason
+            return verdict_tool.Verdict(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
     def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
         from tools import pipeline
 
-        started = time.perf_counter()
         submitted, source = self._paths(resources)
-        sandboxed = None if self.sandboxed == "default" else self.sandboxed == "on"
-        if not source.is_file():
-            result = verdict_tool.Verdict(error=f"no instructor notebook at {source}")
-        else:
-            try:
-                result = verdict_tool.run_in_subprocess(submitted, source, sandboxed=sandboxed,
-                                                        cell_timeout=self._cell_timeout(), warm=self.warm)
-            except Exception as exc:  # noqa: BLE001 - fail closed: every test fails, with the reason
-                result = verdict_tool.Verdict(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        waited = time.perf_counter()
+        sha256 = pipeline.sha256_of(submitted)
+        pending = _take_pending(submitted, source)
+        if pending is None or pending.sha256 != sha256:  # none started, or on other contents
+            pending = _Pending(time.perf_counter(), sha256)
+            pending.finish(self.compute(submitted, source))
+        result = pending.wait()
+        waited = time.perf_counter() - waited
         disagreements = []
         for cell in nb.cells:
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -121,8 +140,70 @@ class CourseVerdict(Preprocessor):
             "tests": {t: {"passed": r.passed, "message": r.message, "where": r.where}
                       for t, r in result.tests.items()},
             "error": result.error, "notes": result.notes[:20], "seconds": result.seconds,
-            "wall_seconds": round(time.perf_counter() - started, 2),
+            "wall_seconds": pending.seconds,  # from its start to its result
+            "waited_seconds": round(waited, 2),  # how long autograde waited for it here
             "disagreements": disagreements,
-            "sha256_submitted": pipeline.sha256_of(submitted),
+            "sha256_submitted": sha256,
         }
         return nb, resources
+
+
+class StartVerdict(CourseVerdict):
+    """nbgrader autograde preprocessor, named before the kernel's step: start the verdict on the
+    submission in a background thread; :class:`CourseVerdict`, later in the same autograde,
+    takes its result (configured through ``CourseVerdict``'s settings). Changes nothing in the
+    notebook."""
+
+    def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
+        from tools import pipeline, sandbox, warm
+
+        submitted, source = self._paths(resources)
+        if self.sandboxed != "off" and sandbox.enabled():
+            warm.socket_path()  # the warm parent first, so that the verdict's server inherits it
+        pending = _Pending(time.perf_counter(), pipeline.sha256_of(submitted))
+        thread = threading.Thread(target=lambda: pending.finish(self.compute(submitted, source)),
+                                  name=f"verdict {submitted.parent.parent.name}", daemon=True)
+        _put_pending(submitted, source, pending)
+        thread.start()
+        return nb, resources
+
+
+@dataclass
+class _Pending:
+    """A verdict started by :class:`StartVerdict`, until :class:`CourseVerdict` takes it."""
+
+    started: float
+    sha256: str  # of the submitted notebook the verdict read
+    done: threading.Event = field(default_factory=threading.Event)
+    result: verdict_tool.Verdict | None = None
+    seconds: float = 0.0
+
+    def finish(self, result: verdict_tool.Verdict) -> None:
+        self.result, self.seconds = result, round(time.perf_counter() - self.started, 2)
+        self.done.set()
+
+    def wait(self) -> verdict_tool.Verdict:
+        self.done.wait()  # the verdict's own time limits end it (tools/verdict.py)
+        assert self.result is not None
+        return self.result
+
+
+#: Verdicts started and not yet taken, by (submitted notebook, instructor notebook).
+_PENDING: dict[tuple[Path, Path], _Pending] = {}
+_PENDING_LOCK = threading.Lock()
+
+
+def _put_pending(submitted: Path, source: Path, pending: _Pending) -> None:
+    """Register ``pending``; one left by an autograde that stopped early (its kernel's step
+    failed, so :class:`CourseVerdict` never took it) is finished first: its result is stale."""
+    with _PENDING_LOCK:
+        stale = _PENDING.pop((submitted, source), None)
+    if stale is not None:
+        stale.done.wait()
+    with _PENDING_LOCK:
+        _PENDING[(submitted, source)] = pending
+
+
+def _take_pending(submitted: Path, source: Path) -> _Pending | None:
+    with _PENDING_LOCK:
+        return _PENDING.pop((submitted, source), None)

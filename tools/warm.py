@@ -19,6 +19,7 @@ before (a note in the log says why).
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import shutil
@@ -213,14 +214,17 @@ def stage_files(workdir: Path | None, runtime: Path) -> Path | None:
 
 def copy_command(socket: str, runtime: Path, *, uid: int | None, lab: str, limits: object,
                  procs_files: list[str], workdir: Path | None = None, program: str | None = None,
-                 connection_file: str | None = None, env: dict[str, str] | None = None) -> list[str]:
+                 connection_file: str | None = None, env: dict[str, str] | None = None,
+                 share_probe: bool | None = None) -> list[str]:
     """The command that starts one warm copy: a kernel (``connection_file``) or a program
     (``program``, talking over the command's standard input and output).
 
     ``runtime``: the copy's runtime folder, made in the parent's staging folder
     (``tools.sandbox.prepare_runtime_dir(uid, Path(socket).parent)``); ``workdir``: the
     submission folder whose non-notebook files the copy sees read-only; ``limits``: a
-    ``tools.sandbox.Limits``; ``procs_files``: the budget's (``Budget.procs_files``)."""
+    ``tools.sandbox.Limits``; ``procs_files``: the budget's (``Budget.procs_files``);
+    ``share_probe``: the parent measures the machine for the copy first, once per grading run
+    (default: for the kernel of a lab that measures it, :func:`measures_machine`)."""
     from tools import sandbox
 
     if (program is None) == (connection_file is None):
@@ -231,8 +235,20 @@ def copy_command(socket: str, runtime: Path, *, uid: int | None, lab: str, limit
                "runtime": str(runtime), "files": str(staged) if staged else None,
                "env": env if env is not None else sandbox.sandbox_env(),
                "limits": limits.for_warm_copy(),  # type: ignore[attr-defined]
-               "program": program, "connection_file": connection_file}
+               "program": program, "connection_file": connection_file,
+               "share_probe": (program is None and measures_machine(lab)) if share_probe is None else share_probe}
     return shim_command(socket, request_file(runtime, request), procs_files)
+
+
+@functools.cache
+def measures_machine(lab: str) -> bool:
+    """Whether the lab's notebook measures this machine's roofline (``roofline.measure_machine``
+    in ``labs/<lab>.py``): the warm parent then measures it once for the grading run
+    (``course_lib.roofline.share_measurement``) instead of every kernel measuring it again."""
+    from tools import layout
+
+    path = next((p for p in layout.lab_files() if p.stem == lab), None)
+    return path is not None and "roofline.measure_machine(" in path.read_text()
 
 
 def request_file(runtime: Path, request: dict) -> Path:

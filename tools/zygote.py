@@ -39,6 +39,7 @@ it imports nothing of the course's repository but ``course_lib`` (installed in t
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -51,7 +52,8 @@ import sys
 #: What a lab's notebook and the verdict's student process import (paid once, here).
 WARM_MODULES = ("numpy", "pandas", "torch", "matplotlib", "matplotlib.pyplot", "IPython",
                 "IPython.core.interactiveshell", "ipykernel.kernelapp", "ipykernel.ipkernel",
-                "ipykernel.debugger",
+                "ipykernel.debugger", "IPython.core.completerlib", "IPython.core.debugger",
+                "IPython.extensions.storemagic", "psutil", "sqlite3", "tornado.platform.asyncio",
                 "matplotlib_inline.backend_inline", "tqdm", "tqdm.auto", "course_lib",
                 "course_lib.grading", "course_lib.specs", "course_lib.units", "course_lib.minigpt",
                 "course_lib.roofline", "course_lib.timing", "course_lib.plotting", "course_lib.e2e",
@@ -201,7 +203,7 @@ def read_line(conn: socket.socket) -> dict | None:
 
 
 def _set_threads(value: str) -> None:
-    """The grader's thread share (``OMP_NUM_THREADS``: cores / workers), which the libraries
+    """The grader's thread share (``OMP_NUM_THREADS``, ``tools.sandbox.thread_share``), which the libraries
     imported here read when they loaded, set again: a copy of a parent started with more
     threads would otherwise run several spinning threads per core beside the other workers'."""
     if not value.isdigit() or int(value) < 1:
@@ -236,7 +238,8 @@ def _run_student(request: dict, fds: list[int]) -> None:
         return
     from ipykernel.kernelapp import IPKernelApp
 
-    sys.argv = ["ipykernel_launcher", "-f", request["connection_file"]]
+    # no history database: nothing reads it back, and creating it costs every kernel ~50 ms
+    sys.argv = ["ipykernel_launcher", "-f", request["connection_file"], "--HistoryManager.enabled=False"]
     IPKernelApp.launch_instance(argv=sys.argv[1:])
 
 
@@ -351,6 +354,8 @@ def _handle(listener: socket.socket) -> None:
         conn.close()
         print(f"zygote: bad request: {exc}", file=sys.stderr, flush=True)
         return
+    if request.get("share_probe") and request.get("env", {}).get("NBGRADER_EXECUTION"):
+        _share_probe(request["env"].get("OMP_NUM_THREADS", ""))
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -367,6 +372,43 @@ def _handle(listener: socket.socket) -> None:
     conn.close()
     for fd in fds:
         os.close(fd)
+
+
+def _share_probe(threads: str) -> None:
+    """The machine's roofline, measured once per thread count before the first copy of a lab
+    that measures it (``course_lib.roofline.share_measurement``); the copies reuse it. Measured
+    in a child of its own: a parent that had run OpenMP threads would fork copies that hang at
+    their first parallel operation (GNU OpenMP does not survive a fork)."""
+    try:
+        from course_lib import roofline
+
+        count = int(threads) if threads.isdigit() and int(threads) > 0 else 1
+        if roofline.shared_measurement(threads=count) is not None:
+            return
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(read_end)
+                _set_threads(str(count))
+                measured = roofline.measure_machine("cpu", "fp32", repeats=roofline.GRADING_REPEATS)
+                with os.fdopen(write_end, "w") as out:
+                    out.write(json.dumps(roofline.roofline_to_dict(measured)))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end) as answer:
+            text = answer.read()
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # already reaped (SIGCHLD is ignored here)
+            pass
+        roofline.share_measurement(roofline.roofline_from_dict(json.loads(text)), threads=count)
+        gc.freeze()
+    except Exception as exc:  # noqa: BLE001 - the copies measure for themselves
+        print(f"zygote: no shared probe: {exc}", file=sys.stderr, flush=True)
 
 
 def _warm_up(extra: list[str]) -> list[str]:
@@ -387,6 +429,8 @@ def _warm_up(extra: list[str]) -> list[str]:
 
 def serve(path: str, extra: list[str]) -> int:
     failed = _warm_up(extra)
+    gc.collect()
+    gc.freeze()  # the copies' garbage collections leave what they inherit alone (no copy-on-write)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # copies are reaped by the kernel
     _prctl(PR_SET_CHILD_SUBREAPER, 1)  # and so are orphans of a copy that died
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
