@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python
 
 .PHONY: help demo test test-fast lint notebooks release samples autograde report site site-student \
-        references calibrate mutation bench bench-grading bench-sandbox class exchange lms deadlines similarity sysdeps clean
+        references calibrate mutation bench bench-grading bench-sandbox class exchange grade-on-submit lms deadlines similarity sysdeps clean
 
 help:
 	@echo "make demo        release the labs, autograde the sample submissions, feedback, grades, solutions site"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-grading  every lab's synthetic class: cold vs warm serial, parallel, every grade checked (BENCH_LABS, CLASS_N)"
 	@echo "make bench-sandbox  what the grading sandbox costs per submission"
 	@echo "make exchange    nbgrader exchange round trip (release, fetch, submit, collect, autograde)"
+	@echo "make grade-on-submit  grade each new exchange submission, release its feedback; Ctrl-C stops (GOS_FLAGS=--once)"
 	@echo "make lms MAP=ids.csv  the grades as a Canvas gradebook import (canvas_grades.csv; README \"Grades into the LMS\")"
 	@echo "make deadlines   deadlines.toml (due dates, extensions, late policy) into the gradebook (DEADLINES_FLAGS=--allow-past)"
 	@echo "make similarity  pairs of submissions with similar answer code, for a person to read (SIM_FLAGS=\"--lab L --threshold T\")"
@@ -108,6 +109,12 @@ bench-sandbox: $(STAMP) sysdeps
 exchange: $(STAMP)
 	$(RUN) -m tools.exchange
 
+# Grade on submit (README "Grade on submit (optional)"): watches the exchange's inbound folder;
+# GOS_FLAGS e.g. --once, --interval 30, --lab lab00_cache_sizing
+GOS_FLAGS ?=
+grade-on-submit: $(STAMP) sysdeps
+	$(RUN) -m tools.grade_on_submit $(GOS_FLAGS)
+
 # Grades into the LMS (README "Grades into the LMS"): MAP = the id mapping file; LMS_OUT the file
 # written; LMS_FLAGS e.g. --allow-provisional, --missing-as-zero
 MAP       ?= ids.csv
@@ -129,4 +136,4 @@ similarity: $(STAMP)
 
 clean:
 	-$(RUN) -m tools.classroom clean
-	rm -rf autograded/*/ feedback/ build/ logs/ gradebook.db grades.csv nbgrader_export.csv report.html integrity_holds.json integrity_verdicts.json autograde_runs.json
+	rm -rf autograded/*/ feedback/ build/ logs/ gradebook.db grades.csv nbgrader_export.csv report.html integrity_holds.json integrity_verdicts.json autograde_runs.json .grade_on_submit.json

@@ -123,7 +123,16 @@ class RoundTrip:
 
     def student_turn(self, student: str, variant: str) -> Path:
         """A student fetches the lab, fills it in (``variant`` of tools.samples) and submits it."""
-        home = self.workdir / "home" / student
+        self.fetch(student)
+        return self.submit(student, variant)
+
+    def home(self, student: str) -> Path:
+        """The student's home folder (their lab is fetched into ``<home>/<lab>/``)."""
+        return self.workdir / "home" / student
+
+    def fetch(self, student: str) -> Path:
+        """A student (a new Unix user when multi-user) fetches the lab; returns its notebook."""
+        home = self.home(student)
         home.mkdir(parents=True)
         user = None
         if self.multi_user:
@@ -133,14 +142,28 @@ class RoundTrip:
         notebook = home / self.lab / f"{self.lab}.ipynb"
         if not notebook.exists():
             raise RuntimeError(f"fetch_assignment did not create {notebook}")
+        return notebook
+
+    def submit(self, student: str, variant: str) -> Path:
+        """A student who fetched the lab fills it in (``variant`` of tools.samples; "untouched"
+        leaves the notebook as it is) and submits it, again for a resubmission."""
+        home = self.home(student)
+        notebook = home / self.lab / f"{self.lab}.ipynb"
         cells = submission_cells(ROOT, self.lab, variant)
         if cells is not None:
             nbformat.write(fill(nbformat.read(notebook, as_version=4), cells), notebook)
-        if user is not None:
-            _chown_tree(home / self.lab, user)
+        if self.multi_user:
+            _chown_tree(home / self.lab, pwd.getpwnam(student))
         args = ["submit", self.lab] + ([] if self.multi_user else [f"--student={student}"])
         self.nbgrader(args, cwd=home, user=student)
         return notebook
+
+    def fetch_feedback(self, student: str) -> dict[str, Path]:
+        """A student fetches the feedback released so far: submission timestamp -> feedback page."""
+        home = self.home(student)
+        self.nbgrader(["fetch_feedback", self.lab], cwd=home, user=student)
+        pages = (home / self.lab / "feedback").glob(f"*/{self.lab}.html")
+        return {page.parent.name: page for page in sorted(pages)}
 
     def collect_and_grade(self) -> dict[str, float]:
         """Instructor: collect into submitted/, autograde, and read total autograded scores."""

@@ -113,6 +113,26 @@ def demo(root: Path = ROOT, site: bool = True) -> list[GradeRow]:
     return rows
 
 
+def grade(root: Path = ROOT, pairs: list[tuple[str, str]] | None = None, workers: int = 1,
+          verbose: bool = True) -> tuple[list[GradeRun], dict]:
+    """`make autograde`'s grading path, for every submission in submitted/ or only ``pairs``
+    ((student, lab); grade-on-submit passes one): deadlines.toml checked, nbgrader's autograde
+    (sandbox, verdict, hand grades kept), the integrity check, the late penalties nbgrader stores
+    (on the scores after the holds), a feedback page for each submission that could not be graded.
+
+    Returns the runs and the integrity verdicts. Raises ``late.DeadlinesError`` (deadlines.toml
+    invalid, or its due dates not set: `make deadlines`) or ValueError (several workers on a
+    SQLite gradebook) before grading anything."""
+    late.check_ready(root)  # deadlines.toml valid, its due dates set (`make deadlines`)
+    runs = autograde(root, pairs=pairs, workers=workers, verbose=verbose)
+    verdicts = check_integrity(root, runs, verbose=verbose)
+    late.refresh_penalties(root)
+    for run in runs:
+        if not run.success:
+            write_failure_feedback(root, run)
+    return runs, verdicts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["demo", "release", "samples", "autograde", "report"])
@@ -142,19 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "autograde":
         print(sandbox_status())
         try:
-            late.check_ready(ROOT)  # deadlines.toml valid, its due dates set (`make deadlines`)
-            runs = autograde(ROOT, workers=args.workers)
+            runs, verdicts = grade(ROOT, workers=args.workers)
         except (ValueError, late.DeadlinesError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         failed = [r for r in runs if not r.success]
         print(f"{len(runs)} submissions autograded into {gradebook_db_url(ROOT)}, {len(failed)} not graded")
-        verdicts = check_integrity(ROOT, runs)
         print(f"integrity: {len(verdicts)} graded submissions checked, "
               f"{sum(v.held for v in verdicts.values())} held for review (`make report` writes feedback and grades)")
-        late.refresh_penalties(ROOT)  # the penalties nbgrader stored, on the scores after the holds
-        for run in failed:
-            write_failure_feedback(ROOT, run)
     elif args.command == "report":
         try:
             report(ROOT)
