@@ -51,7 +51,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from nbformat import NotebookNode
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Grade, Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 #: The course's table in nbgrader's gradebook database: grade id -> fingerprint of the answer.
@@ -98,21 +98,45 @@ def answer_fingerprint(nb: NotebookNode, grade_id: str) -> str:
     """SHA-256 (hex) of the answer that the graded cell ``grade_id`` grades in ``nb``: a written
     answer's own text; for a test or task cell, its own source and every answer cell of the
     notebook. MISSING if no cell of ``nb`` has that grade id."""
-    cell = next((c for c in nb.cells if _meta(c).get("grade_id") == grade_id), None)
-    if cell is None:
-        return MISSING
-    parts = [(grade_id, cell.cell_type, _text(cell))]
-    if not _is_answer(cell):
-        parts += [(_meta(c).get("grade_id", ""), c.cell_type, _text(c)) for c in nb.cells if _is_answer(c)]
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update("\0".join(part).encode() + b"\1")
-    return digest.hexdigest()
+    return answer_fingerprints(nb, [grade_id])[grade_id]
+
+
+def answer_fingerprints(nb: NotebookNode, grade_ids: list[str]) -> dict[str, str]:
+    """:func:`answer_fingerprint` of each grade id, the notebook read once."""
+    cells: dict[str, NotebookNode] = {}
+    answers: list[tuple[str, str, str]] = []
+    for cell in nb.cells:
+        meta = _meta(cell)
+        grade_id = meta.get("grade_id")
+        if grade_id is not None:
+            cells.setdefault(grade_id, cell)
+        if meta.get("solution"):
+            answers.append((meta.get("grade_id", ""), cell.cell_type, _text(cell)))
+    out = {}
+    for grade_id in grade_ids:
+        cell = cells.get(grade_id)
+        if cell is None:
+            out[grade_id] = MISSING
+            continue
+        parts = [(grade_id, cell.cell_type, _text(cell))]
+        if not _is_answer(cell):
+            parts += answers
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update("\0".join(part).encode() + b"\1")
+        out[grade_id] = digest.hexdigest()
+    return out
+
+
+#: Gradebooks known to have the fingerprint table (checked once per gradebook and process).
+_TABLE_SEEN: set[str] = set()
 
 
 def _ensure_table(gb: Gradebook) -> None:
     """Create the fingerprint table in the gradebook unless it exists (two workers may try at
     once: the loser's error is harmless once the table is there)."""
+    if str(gb.engine.url) in _TABLE_SEEN:
+        return
     try:
         _ANSWERS.create(gb.db.connection(), checkfirst=True)
         gb.db.commit()
@@ -120,6 +144,7 @@ def _ensure_table(gb: Gradebook) -> None:
         gb.db.rollback()
         if not sa.inspect(gb.engine).has_table(TABLE):
             raise
+    _TABLE_SEEN.add(str(gb.engine.url))
 
 
 def stored_fingerprints(gb: Gradebook, grade_ids: list[str]) -> dict[str, str]:
@@ -151,11 +176,14 @@ def decide(grade: Any, stored: str | None, now: str) -> Decision:
     return Decision(NBGRADER if grade.needs_manual_grade else KEEP, now)
 
 
-def _submission(gb: Gradebook, info: dict) -> Any | None:  # nbgrader.api.SubmittedNotebook
+def _grades(gb: Gradebook, info: dict) -> list[Any]:  # nbgrader.api.Grade
+    """The submission's grades, with their cells (for the grade ids) loaded in one query."""
     try:
-        return gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
+        submitted = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
     except MissingEntry:
-        return None
+        return []
+    return (gb.db.query(Grade).options(sa.orm.selectinload(Grade.cell))
+            .filter(Grade.notebook_id == submitted.id).all())
 
 
 class ReadHandGrades(NbGraderPreprocessor):
@@ -167,11 +195,11 @@ class ReadHandGrades(NbGraderPreprocessor):
         decisions: dict[str, Decision] = {}
         with Gradebook(info["db_url"]) as gb:
             _ensure_table(gb)
-            submitted = _submission(gb, info)
-            grades = list(submitted.grades) if submitted is not None else []
+            grades = _grades(gb, info)
             stored = stored_fingerprints(gb, [g.id for g in grades])
+            now = answer_fingerprints(nb, [g.name for g in grades])
             for grade in grades:
-                decisions[grade.name] = decide(grade, stored.get(grade.id), answer_fingerprint(nb, grade.name))
+                decisions[grade.name] = decide(grade, stored.get(grade.id), now[grade.name])
         resources[RESOURCE_KEY] = decisions
         return nb, resources
 
@@ -188,8 +216,7 @@ class KeepHandGrades(NbGraderPreprocessor):
         decisions: dict[str, Decision] = resources.pop(RESOURCE_KEY)
         info = resources["nbgrader"]
         with Gradebook(info["db_url"]) as gb:
-            submitted = _submission(gb, info)
-            grades = list(submitted.grades) if submitted is not None else []
+            grades = _grades(gb, info)
             for grade in grades:
                 if grade.name in decisions:
                     self._apply(grade, decisions[grade.name], info)
