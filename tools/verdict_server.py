@@ -9,9 +9,11 @@ ever sees what another one left behind. The student's side is unchanged (a new s
 process per submission, ``tools/verdict.py``).
 
 Protocol (one JSON object per line): the client writes ``{"source", "submission", "sandboxed",
-"cell_timeout", "result"}``; the fork writes the verdict as JSON to the ``result`` file; the
-server answers ``{"exit": code}`` when the fork has ended. :class:`Client` restarts a server
-that died and falls back to a cold ``python -m tools.verdict`` when none can start.
+"cell_timeout", "result", "warm_socket"}`` (``warm_socket``: the grading process's warm parent,
+``tools/warm.py``, whose copies run the verdicts' student processes; the client starts it while
+the server imports); the fork writes the verdict as JSON to the ``result`` file; the server
+answers ``{"exit": code}`` when the fork has ended. :class:`Client` restarts a server that died
+and falls back to a cold ``python -m tools.verdict`` when none can start.
 
     python -m tools.verdict_server      # serve on stdin/stdout (started by Client)
 """
@@ -44,10 +46,9 @@ def _warm_up() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a module that cannot be imported is imported cold, later
             pass
-    from tools import sandbox, warm
+    from tools import sandbox
 
-    if sandbox.enabled():  # probes bwrap once (cached)
-        warm.socket_path()  # the student's processes: forks of a warm parent (or the grader's own)
+    sandbox.enabled()  # probes bwrap once (cached)
     torch = sys.modules.get("torch")
     if torch is not None:  # the grader's checks run beside the kernel and the student's process
         torch.set_num_threads(int(sandbox.sandbox_env()["OMP_NUM_THREADS"]))
@@ -71,7 +72,12 @@ def _one(request: dict) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)  # what instructor cells print is not part of the answer
             sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-            from tools import verdict
+            from tools import verdict, warm
+
+            if request.get("warm_socket"):  # the grading process's warm parent (tools/warm.py)
+                os.environ[warm.SOCKET_ENV] = request["warm_socket"]
+            else:  # none there: cold processes, never a warm parent of this fork's own
+                os.environ[warm.ENV_VAR] = "0"
 
             sandboxed = request.get("sandboxed")
             result = verdict.run(Path(request["submission"]), Path(request["source"]),
@@ -106,20 +112,26 @@ class Client:
 
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
+        self.ready = False
         self.lock = threading.Lock()
 
-    def _start(self) -> bool:
+    def _launch(self) -> None:
         root = Path(__file__).resolve().parent.parent
         self.process = subprocess.Popen([sys.executable, "-m", "tools.verdict_server"], cwd=root,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, text=True,
                                         start_new_session=True)  # its forks share its group
-        assert self.process.stdout is not None
-        ready = self.process.stdout.readline()
-        if not ready.startswith('{"ready"'):
+        self.ready = False
+
+    def _wait_ready(self) -> bool:
+        """Whether the launched server has answered that it is ready (it imports first)."""
+        if self.ready:
+            return True
+        assert self.process is not None and self.process.stdout is not None
+        self.ready = self.process.stdout.readline().startswith('{"ready"')
+        if not self.ready:
             self.stop()
-            return False
-        return True
+        return self.ready
 
     def stop(self) -> None:
         """End the server and any verdict it is running (one process group)."""
@@ -135,8 +147,15 @@ class Client:
             timeout: float) -> tuple[str, str]:
         """("ok", the verdict's JSON), ("failed", why) when the verdict's process failed or took
         longer than ``timeout`` seconds, or ("unavailable", why) when no server could start."""
+        from tools import warm
+
         with self.lock:
-            if (self.process is None or self.process.poll() is not None) and not self._start():
+            if self.process is None or self.process.poll() is not None:
+                self._launch()
+            # the warm parent of this grading process (started now if it is the first), while the
+            # server imports: each verdict's student process is a copy of it
+            socket = warm.socket_path() if sandboxed is not False else None
+            if not self._wait_ready():
                 return "unavailable", "the verdict's server did not start"
             assert self.process is not None and self.process.stdin is not None
             stdout = self.process.stdout
@@ -144,7 +163,7 @@ class Client:
             with tempfile.TemporaryDirectory(prefix="kvverdict-result-") as folder:
                 result = Path(folder) / "verdict.json"
                 request = {"source": str(source), "submission": str(submission), "sandboxed": sandboxed,
-                           "cell_timeout": cell_timeout, "result": str(result)}
+                           "cell_timeout": cell_timeout, "result": str(result), "warm_socket": socket}
                 try:
                     self.process.stdin.write(json.dumps(request) + "\n")
                     self.process.stdin.flush()

@@ -155,11 +155,9 @@ class StartVerdict(CourseVerdict):
     notebook."""
 
     def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
-        from tools import pipeline, sandbox, warm
+        from tools import pipeline
 
         submitted, source = self._paths(resources)
-        if self.sandboxed != "off" and sandbox.enabled():
-            warm.socket_path()  # the warm parent first, so that the verdict's server inherits it
         pending = _Pending(time.perf_counter(), pipeline.sha256_of(submitted))
         thread = threading.Thread(target=lambda: pending.finish(self.compute(submitted, source)),
                                   name=f"verdict {submitted.parent.parent.name}", daemon=True)
