@@ -96,6 +96,7 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "tools.feedback.StripHiddenTestOutput",
     "nbgrader.preprocessors.ClearHiddenTests",
+    "tools.late_feedback.LateNote",  # a late submission's page: due, submitted, penalty, final score
 ]
 c.GenerateFeedback.post_convert_hook = "tools.feedback.clean_feedback_folder"
 

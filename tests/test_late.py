@@ -1,25 +1,31 @@
 """Deadlines, extensions and late penalties (tools/late.py, deadlines.toml, `make deadlines`).
 
-Fast tests: the policy's arithmetic, and every kind of bad input in the deadlines file, each
-refused with ``FILE:LINE:`` and nothing written to nbgrader's gradebook (a scratch course with a
-real gradebook, no grading). Slow tests: a scratch Lab 00 course graded with the real nbgrader,
-six submissions with ``timestamp.txt`` files around the due date (on time, late within the cap,
-capped, past the cut-off, late but on time with an extension, an untouched release handed in
-late); nbgrader's ``AssignLatePenalties`` calls the course's plugin, and grades.csv, the score
-table, report.html and the LMS export show the raw and the penalised scores.
+Fast tests: the policy's arithmetic, a lab's own policy in place of the course's, and every kind
+of bad input in the deadlines file, each refused with ``FILE:LINE:`` and nothing written to
+nbgrader's gradebook (a scratch course with a real gradebook, no grading); the report's grades
+table and the score table with final scores (rows made by hand). Slow tests: a scratch Lab 00
+course graded with the real nbgrader under Lab 00's own policy, six submissions with
+``timestamp.txt`` files around the due date (on time, late within the cap, capped, past the
+cut-off, late but on time with an extension, an untouched release handed in late); nbgrader's
+``AssignLatePenalties`` calls the course's plugin, and grades.csv, the score table, report.html,
+the LMS export and the feedback pages (the late note, also from ``nbgrader generate_feedback``)
+show the raw and the penalised scores.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from tools import late, lms, pipeline
+from tools import class_report, grades, late, late_feedback, lms, pipeline
 from tools.late import DAY, DeadlinesError, Policy
 from tools.layout import ROOT
 
@@ -176,6 +182,50 @@ def test_the_plugin_is_nbgraders_and_applies_the_policy(course):
     assert plugin.late_submission_penalty("bob", 0.0, 8 * DAY) == 0.0
 
 
+OTHER_DUE = dt.datetime(2025, 10, 20, 23, 59, tzinfo=BERLIN)
+#: Lab 01's own policy: 25% per started day (the cap of 50% is the course's), no cut-off.
+LAB_POLICY = f"""
+[policy.{OTHER}]
+percent_per_day = 25
+zero_after_days = "never"
+"""
+
+
+def test_a_lab_s_own_policy_overrides_the_course_s(course, capsys):
+    """erin and fred hand Lab 01 in late (1 d 3 h, 9 d): Lab 01's own policy, not the course's,
+    sets their penalty, in the gradebook (make deadlines) and in nbgrader's plugin; Lab 00 keeps
+    the course's."""
+    from nbgrader.preprocessors import AssignLatePenalties
+    from traitlets.config import Config
+
+    _submit(course, "erin", LAB, DUE + dt.timedelta(days=1, hours=3), 24)
+    _submit(course, "erin", OTHER, OTHER_DUE + dt.timedelta(days=1, hours=3), 24)
+    _submit(course, "fred", OTHER, OTHER_DUE + dt.timedelta(days=9), 24)
+    path = course / "deadlines.toml"
+    path.write_text(VALID + LAB_POLICY)
+    try:
+        deadlines = late.load(course)
+        assert deadlines.policy_for(LAB) == deadlines.policy == Policy(10, "started day", 50, 7)
+        assert deadlines.policy_for(OTHER) == Policy(25, "started day", 50, None)
+        capsys.readouterr()
+        assert late.main(["set", "--root", str(course)]) == 0  # make deadlines
+        printed = capsys.readouterr().out
+        assert ('its own policy (percent_per_day = 25, zero_after_days = "never"): 25% per started day late, '
+                "at most 50%\n") in printed, printed
+        assert "erin / lab01_kv_cache: late 1 d 3 h: -50% (25% per started day late, capped at 50%)" in printed
+        penalty = _state(course)["penalty"]  # the course's policy: 4.8, 4.8 and 24 (past its cut-off)
+        assert (penalty[("erin", LAB)], penalty[("erin", OTHER)], penalty[("fred", OTHER)]) == (4.8, 12, 12)
+        step = AssignLatePenalties(config=Config({"CourseDirectory": {"root": str(course)}}))
+        step.assignment_id = OTHER  # nbgrader's own step, as it grades Lab 01: the plugin reads the file
+        assert late.CoursePenaltyPlugin(parent=step).late_submission_penalty("fred", 24.0, 9 * DAY) == 12
+        step.assignment_id = LAB
+        assert late.CoursePenaltyPlugin(parent=step).late_submission_penalty("fred", 24.0, 9 * DAY) == 24
+    finally:
+        path.write_text(VALID)
+        late.set_deadlines(course)
+    assert _state(course)["penalty"][("erin", OTHER)] == 4.8
+
+
 BAD = {  # name: (deadlines.toml, line of the error, words of its message)
     "not TOML": (f"{POLICY}\n[due\n", 7, "not valid TOML"),
     "no time zone": (f"[due]\n{LAB} = 2025-10-06T23:59:00\n", 2, "has no time zone"),
@@ -209,6 +259,20 @@ BAD = {  # name: (deadlines.toml, line of the error, words of its message)
                                     'due = 2025-10-05T23:59:00+02:00\n', 20, "is not after"),
     "extension, twice": (f'{VALID}\n[[extension]]\nstudent = "alice"\nlab = "{LAB}"\ndays = 5\n', 17,
                          "a second extension for alice / lab00_cache_sizing (the first is on line 11)"),
+    "lab policy, misspelt key": (f"{VALID}\n[policy.{OTHER}]\nzero_after_dys = 3\n", 18,
+                                 "unknown key 'zero_after_dys' in [policy.lab01_kv_cache]"),
+    "lab policy, penalty over 100%": (f"{VALID}\n[policy.{OTHER}]\nzero_after_days = 3\nmax_percent = 120\n", 19,
+                                      "max_percent = 120: a penalty is a percentage from 0 to 100"),
+    "lab policy, cut-off not a number": (f'{VALID}\n[policy.{OTHER}]\nzero_after_days = "soon"\n', 18,
+                                         'expected a number of days or "never"'),
+    "lab policy, unknown unit": (f'{VALID}\n[policy.{OTHER}]\nper = "hour"\n', 18, "expected 'started day' or 'day'"),
+    "lab policy, unknown lab": (f"{VALID}\n[policy.lab09_nope]\nzero_after_days = 3\n", 17,
+                                "[policy.lab09_nope]: unknown lab 'lab09_nope'"),
+    "lab policy, lab without due date": (f"[due]\n{LAB} = 2025-10-06T23:59:00+02:00\n\n[policy.{OTHER}]\n"
+                                         "zero_after_days = 3\n", 4, "its policy would never apply"),
+    "lab policy, not a table": (f"{POLICY}{OTHER} = 3\n", 6, "a lab's own policy is a table [policy.lab01_kv_cache]"),
+    "lab policy, inline table": (f"[policy]\npercent_per_day = 10\n{OTHER} = {{ max_percent = 500 }}\n[due]\n"
+                                 f"{OTHER} = 2025-10-20T23:59:00+02:00\n", 3, "a penalty is a percentage from 0 to 100"),
 }
 
 
@@ -302,6 +366,39 @@ def test_the_demo_writes_its_deadlines_and_the_samples_times(tmp_path):
     assert "the course's own file" in late.demo(root, samples)[0] and (root / "deadlines.toml").read_text() == own
 
 
+def test_the_grades_table_and_the_score_table_show_final_scores():
+    """report.html's main table and the score table show the final score, and beside a penalised
+    one the raw total with a marker: a link to the late section, a ``~`` and its line."""
+    policy = Policy(10, "started day", 50, 7)
+    late_by = DAY + 3 * 3600
+    rows = [grades.GradeRow("late", LAB, "graded", auto_score=20, auto_max=24, manual_max=6, manual_pending=["q1"],
+                            lateness=late.Lateness(DUE, DUE, DUE + dt.timedelta(seconds=late_by), late_by, 20, policy)),
+            grades.GradeRow("on-time", LAB, "graded", auto_score=24, auto_max=24, manual_score=6, manual_max=6,
+                            lateness=late.Lateness(DUE, DUE, DUE - dt.timedelta(hours=2), 0, 0, policy))]
+    html = class_report.grades_html(grades.report_rows(rows)).split("id='hand-grading'")[0]
+    assert (f"<tr><td>late</td><td>{LAB}</td><td>20 / 24</td><td>0* / 6</td><td>16* / 30 <a class='late' "
+            "href='#late' title='late penalty: 4 points'>(raw 20* / 30, late &minus;20%)</a></td><td>53.3*</td>") in html
+    assert f"<tr><td>on-time</td><td>{LAB}</td><td>24 / 24</td><td>6 / 6</td><td>30 / 30</td><td>100.0</td>" in html
+    assert "<th>final</th>" in html and "<th>total</th>" not in html
+    late_line, _, note, on_time = grades.format_table(rows).splitlines()[2:6]
+    assert " 16* / 30~   53.3* " in late_line and " 30 / 30   100.0  " in on_time, (late_line, on_time)
+    assert note.strip() == "~ late 1 d 3 h: -20% (10% per started day late): total 20* / 30, final 16* / 30 (53.3%*)"
+
+
+def test_the_late_note_names_the_extension_and_the_time_zone():
+    """A submission late after its extension: the note's lines, times in the zone the file named."""
+    lab_due = dt.datetime(2025, 10, 20, 23, 59, tzinfo=ZoneInfo("Europe/Berlin"))
+    x = late.Lateness(lab_due, lab_due + dt.timedelta(days=1), lab_due + dt.timedelta(days=1, hours=3), 3 * 3600, 10,
+                      Policy(percent_per_day=10))
+    row = grades.GradeRow("late", OTHER, "graded", auto_score=24, auto_max=24, manual_score=6, manual_max=6, lateness=x)
+    assert dict(late_feedback.note_lines(row)) == {
+        "Due": "2025-10-20 23:59 +02:00 (Europe/Berlin)", "Extension": "1 d, to 2025-10-21 23:59 +02:00 (Europe/Berlin)",
+        "Submitted": "2025-10-22 02:59 +02:00 (Europe/Berlin)", "Late by": "3 h (after the extension)",
+        "Late policy": "10% per started day late", "Penalty": "3 points: -10% (10% per started day late)",
+        "Score": "30 / 30 \N{RIGHTWARDS ARROW} 27 / 30"}
+    assert "provisional" not in late_feedback.note_html(row)
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_deadlines_sets_them():
     dry = subprocess.run(["make", "-n", "deadlines", "DEADLINES_FLAGS=--allow-past"], cwd=ROOT,
@@ -319,7 +416,16 @@ GRADED = {"on-time": ("solution", dt.timedelta(hours=-2)),
           "cut-off": ("solution", dt.timedelta(days=8)),                # more than 7 days: 0
           "extended": ("solution", dt.timedelta(days=2, hours=5)),      # on time with 3 more days
           "zero-late": ("untouched", dt.timedelta(days=1))}             # 0 points stay 0
-GRADED_FILE = f"""{POLICY}
+#: The course's policy has no cap and no cut-off; Lab 00's own adds both (POLICY's numbers), so
+#: nbgrader's grading applies the lab's policy over the course's.
+GRADED_FILE = f"""[policy]
+percent_per_day = 10
+per = "started day"
+
+[policy.{LAB}]
+max_percent = 50
+zero_after_days = 7
+
 [due]
 {LAB} = 2025-10-06T23:59:00+02:00
 
@@ -373,6 +479,17 @@ def test_nbgrader_applies_the_plugins_penalty_while_grading(graded):
     assert all(rows[s].total == rows[s].auto_score for s in GRADED)  # the raw total keeps its meaning
 
 
+def _note(page: str) -> dict[str, str]:
+    """The late note of a feedback page: label -> text (empty: no note)."""
+    import html
+    import re
+
+    if f'id="{late_feedback.NOTE_ID}"' not in page:
+        return {}
+    block = page.split(f'id="{late_feedback.NOTE_ID}"')[1].split("</table>")[0]
+    return {html.unescape(k): html.unescape(v) for k, v in re.findall(r"<th[^>]*>(.*?)</th><td>(.*?)</td>", block)}
+
+
 @pytest.mark.slow
 def test_grades_csv_the_table_and_the_report_show_raw_and_penalised_scores(graded, capsys):
     capsys.readouterr()
@@ -393,12 +510,50 @@ def test_grades_csv_the_table_and_the_report_show_raw_and_penalised_scores(grade
     assert (table["zero-late"]["total_points"], table["zero-late"]["final_points"]) == ("0", "0")
     assert (table["on-time"]["late_note"], table["on-time"]["final_points"]) == ("", f"{full:g}")
     total_max = rows["late"].total_max
-    assert f"~ late 1 d 3 h: -20% (10% per started day late): final {0.8 * full:g}* / {total_max:g}" in printed
+    assert (f"~ late 1 d 3 h: -20% (10% per started day late): total {full:g}* / {total_max:g}, final "
+            f"{0.8 * full:g}* / {total_max:g}") in printed
+    assert f" {0.8 * full:g}* / {total_max:g}~ " in next(line for line in printed.splitlines() if line.startswith("late "))
     assert "~ extension to 2025-10-09 23:59 +02:00; on time" in printed
     html = (graded / "report.html").read_text()
     assert "Deadlines and late penalties (4 late)" in html and "capped at 50%" in html
     assert f"<td>{full:g}* / {total_max:g}</td><td>{0.8 * full:g}* / {total_max:g}</td>" in html
+    main = html.split("id='grades'")[1].split("id='hand-grading'")[0]  # the main table: final scores
+    assert (f"<td>{0.8 * full:g}* / {total_max:g} <a class='late' href='#late' title='late penalty: "
+            f"{0.2 * full:g} points'>(raw {full:g}* / {total_max:g}, late &minus;20%)</a></td>") in main
+    assert f"<td>on-time</td><td>{LAB}</td><td>{full:g} / {full:g}</td>" in main
+    assert f"<td>0* / {total_max:g} <a class='late' href='#late'" in main  # cut-off: 0
+    pages = {s: (graded / "feedback" / s / LAB / f"{LAB}.html").read_text() for s in GRADED}  # make report's
+    assert _note(pages["late"])["Score"] == f"{full:g}* / {total_max:g} \N{RIGHTWARDS ARROW} {0.8 * full:g}* / {total_max:g}"
+    assert _note(pages["cut-off"])["Penalty"] == f"{full:g} points: -100% (more than 7 days late scores 0)"
+    assert _note(pages["zero-late"])["Penalty"] == "0 points: -10% (10% per started day late)"
+    assert _note(pages["on-time"]) == {} and _note(pages["extended"]) == {}
     assert not [line for line in printed.splitlines() if line.startswith("WARNING") and "deadlines" in line]
+
+
+@pytest.mark.slow
+def test_nbgrader_generate_feedback_shows_a_late_student_the_note(graded):
+    """nbgrader's own command (nbgrader_config.py names the step), for two students: the late
+    note with the due date, the submission time, how late, the lab's policy, the penalty and the
+    score, and nbgrader's header with the final score; nothing new for the submission on time."""
+    nbgrader = Path(sys.executable).parent / "nbgrader"
+    env = dict(os.environ, PATH=str(nbgrader.parent) + os.pathsep + os.environ.get("PATH", ""))
+    paths = {s: graded / "feedback" / s / LAB / f"{LAB}.html" for s in ("late", "on-time")}
+    for path in paths.values():
+        path.unlink(missing_ok=True)
+    done = subprocess.run([str(nbgrader), "generate_feedback", LAB, "--force", "--student=[lo]*"], cwd=graded,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    page, on_time = (path.read_text() for path in paths.values())
+    row = _rows(graded)["late"]
+    star = "*" if row.manual_pending else ""
+    assert row.late_penalty == pytest.approx(0.2 * row.total) and row.late_penalty > 0
+    assert _note(page) == {
+        "Due": "2025-10-06 23:59 +02:00", "Submitted": "2025-10-08 02:59 +02:00", "Late by": "1 d 3 h",
+        "Late policy": "10% per started day late, at most 50%; 0 points when more than 7 days late",
+        "Penalty": f"{row.late_penalty:g} points: -20% (10% per started day late)",
+        "Score": f"{row.total:g}{star} / {row.total_max:g} \N{RIGHTWARDS ARROW} {row.final:g}{star} / {row.total_max:g}"}
+    assert f"(Score: {round(row.final, 2)} / {row.total_max:.1f})" in page  # nbgrader's header: the final score
+    assert _note(on_time) == {} and f"(Score: {_rows(graded)['on-time'].total:.1f} / " in on_time
 
 
 @pytest.mark.slow
@@ -452,7 +607,7 @@ def test_a_due_date_edited_but_not_set_stops_grading_with_its_line(graded):
     path.write_text(GRADED_FILE.replace("2025-10-06T23:59", "2025-10-07T23:59"))
     try:
         [run] = pipeline.autograde(graded, [("on-time", LAB)], verbose=False, timeout=30)
-        assert not run.success and "deadlines.toml:8: " in run.error and "run `make deadlines`" in run.error, \
+        assert not run.success and "deadlines.toml:10: " in run.error and "run `make deadlines`" in run.error, \
             run.error
     finally:
         path.write_text(GRADED_FILE)

@@ -4,7 +4,8 @@ For every lab: how many students were graded, not graded or missing, mean and me
 the score distribution and the result of every graded test cell (matplotlib figures embedded
 as PNG, so the page is a single file that opens anywhere); when the rows carry the written
 answers graded by hand (the course's report does), every submission's autograded, hand-graded
-and total points and the submissions whose answers still need hand grading; then the most
+and final points (less any late penalty, with the raw total beside a penalised one) and the
+submissions whose answers still need hand grading; then the most
 common named mistakes across the class (the feedback sentence the students read), the
 submissions held by the integrity check, and the missing or broken ones.
 
@@ -48,6 +49,9 @@ class ReportRow:
     manual_max: float = 0.0
     manual_pending: list[str] = field(default_factory=list)
     total_is: str = ""  # "final", "not graded", "provisional: <why>" ("" when not known)
+    # the late penalty (tools/late.py, tools.grades.GradeRow): points off the total, and its percentage
+    late_penalty: float = 0.0
+    late_percent: float = 0.0
 
     @property
     def total(self) -> float:
@@ -56,6 +60,11 @@ class ReportRow:
     @property
     def total_max(self) -> float:
         return self.max_score + self.manual_max
+
+    @property
+    def final(self) -> float:
+        """The total less the late penalty, never below 0 (``GradeRow.final``)."""
+        return max(0.0, self.total - self.late_penalty)
 
 
 def test_points(course: Path, lab: str) -> dict[str, float]:
@@ -121,24 +130,38 @@ def points_text(score: float, max_score: float, provisional: bool = False) -> st
     return f"{score:g}{'*' if provisional else ''} / {max_score:g}"
 
 
+def final_html(r: ReportRow) -> str:
+    """The final score's cell: the final points; where a late penalty applies, the raw total and
+    the penalty after them, linked to the report's section on deadlines (``#late``)."""
+    pending = bool(r.manual_pending)
+    final = points_text(r.final, r.total_max, pending)
+    if not r.late_penalty:
+        return final
+    return (f"{final} <a class='late' href='#late' title='late penalty: {r.late_penalty:g} points'>(raw "
+            f"{points_text(r.total, r.total_max, pending)}, late &minus;{r.late_percent:g}%)</a>")
+
+
 def grades_html(rows: list[ReportRow]) -> str:
-    """Every submission's autograded, hand-graded and total points, then the submissions whose
-    written answers still need hand grading. A provisional number (answers not graded by hand
-    yet count 0) carries a star; the maximum is never shown as earned."""
+    """Every submission's autograded, hand-graded and final points (their total less any late
+    penalty, :func:`final_html`), then the submissions whose written answers still need hand
+    grading. A provisional number (answers not graded by hand yet count 0) carries a star; the
+    maximum is never shown as earned."""
     e = html.escape
     todo = [r for r in rows if r.manual_pending]
     parts = ["<h2 id='grades'>Grades</h2><p>Autograded points, the written answers' points graded by hand "
-             "in the formgrader so far, and the total. <b>*</b> provisional: written answers not graded by "
-             "hand yet count 0. The same numbers are in <code>grades.csv</code>.</p>",
-             "<table><tr><th>student</th><th>lab</th><th>autograded</th><th>by hand</th><th>total</th>"
-             "<th>% of total</th><th>total is</th></tr>"]
+             "in the formgrader so far, and the final score: their total less any late penalty (a penalised "
+             "score is followed by its raw total, linked to <a href='#late'>Deadlines and late penalties</a>). "
+             "<b>*</b> provisional: written answers not graded by hand yet count 0. The same numbers are in "
+             "<code>grades.csv</code> (<code>final_points</code>, <code>total_points</code>).</p>",
+             "<table><tr><th>student</th><th>lab</th><th>autograded</th><th>by hand</th><th>final</th>"
+             "<th>% final</th><th>total is</th></tr>"]
     for r in rows:
         pending = bool(r.manual_pending)
-        pct = 100.0 * r.total / r.total_max if r.total_max else 0.0
+        pct = 100.0 * r.final / r.total_max if r.total_max else 0.0
         parts.append(f"<tr><td>{e(r.student)}</td><td>{e(r.lab)}</td>"
                      f"<td>{points_text(r.score or 0.0, r.max_score, False)}</td>"
                      f"<td>{points_text(r.manual_score, r.manual_max, pending)}</td>"
-                     f"<td>{points_text(r.total, r.total_max, pending)}</td>"
+                     f"<td>{final_html(r)}</td>"
                      f"<td>{pct:.1f}{'*' if pending else ''}</td><td>{e(r.total_is)}</td></tr>")
     parts.append("</table>")
     parts.append(f"<h2 id='hand-grading'>Needs hand grading ({len(todo)} submissions, "
@@ -157,6 +180,7 @@ def write_html(path: Path, course: Path, rows: list[ReportRow], extra_html: str 
     """Write the class report to ``path``; ``extra_html`` goes before the feedback note."""
     e = html.escape
     hand = any(r.manual_max or r.manual_score or r.manual_pending for r in rows)
+    penalised = any(r.late_penalty for r in rows)
     parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Class report</title>"
              "<link rel='icon' href='data:,'>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
@@ -167,6 +191,7 @@ def write_html(path: Path, course: Path, rows: list[ReportRow], extra_html: str 
              "Scores and figures are autograded points (points withheld by the integrity check included); "
              "written answers are graded by hand in the formgrader"
              + (" and counted in <a href='#grades'>Grades</a> as far as they are graded." if hand else ".")
+             + (" <a href='#grades'>Grades</a> shows the final scores, late penalties applied." if penalised else "")
              + "</p>"]
     labs = list(dict.fromkeys(r.lab for r in rows))
     parts.append("<h2>Summary</h2><table><tr><th>lab</th><th>students</th><th>graded</th><th>not graded</th>"
@@ -183,7 +208,7 @@ def write_html(path: Path, course: Path, rows: list[ReportRow], extra_html: str 
                      f"<td>{sum(x >= 100.0 - 1e-9 for x in g)}</td>"
                      + (f"<td>{sum(bool(r.manual_pending) for r in lr)}</td>" if hand else "") + "</tr>")
     parts.append("</table>")
-    if hand:
+    if hand or penalised:
         parts.append(grades_html(rows))
     for lab in labs:
         lr = [r for r in rows if r.lab == lab]

@@ -10,7 +10,8 @@ the course's steps there, named in ``nbgrader_config.py``:
   message and the verdict's own words (``tools/verdict_step.py``), never hidden test code or
   what graded code printed about it;
 * :func:`clean_feedback_folder` (feedback's post-convert hook): only the HTML pages, and the two
-  files nbgrader's release_feedback needs, stay in ``feedback/<student>/<lab>/``.
+  files nbgrader's release_feedback needs, stay in ``feedback/<student>/<lab>/``;
+* the late note of a late submission (``tools/late_feedback.py``), last.
 
 The student's kernel itself (which runs the visible tests only) is ``tools/sandbox.py``.
 """
@@ -298,8 +299,11 @@ def _name(p: Any) -> str:
 
 
 def feedback_preprocessors(current: list[Any]) -> list[Any]:
-    """``GenerateFeedback.preprocessors`` with StripHiddenTestOutput (once) before ClearHiddenTests."""
-    out = [p for p in current if not _name(p).endswith("StripHiddenTestOutput")]
-    names = [p if isinstance(p, str) else f"{p.__module__}.{p.__name__}" for p in out]
+    """``GenerateFeedback.preprocessors`` with StripHiddenTestOutput (once) before ClearHiddenTests,
+    and the late note (``tools.late_feedback.LateNote``, once) last."""
+    from tools.late_feedback import LateNote
+
+    out = [p for p in current if not _name(p).endswith(("StripHiddenTestOutput", "LateNote"))]
+    names = [_name(p) for p in out]
     index = next((i for i, n in enumerate(names) if n.endswith("ClearHiddenTests")), len(out))
-    return out[:index] + [StripHiddenTestOutput] + out[index:]
+    return out[:index] + [StripHiddenTestOutput] + out[index:] + [LateNote]

@@ -22,7 +22,7 @@ import nbformat
 
 from tools import late, layout
 from tools.autograde import GradeRun, _short_error, saved_runs, submissions
-from tools.class_report import points_text
+from tools.class_report import ReportRow, points_text
 from tools.course_api import gradebook_db_url, make_api
 from tools.holds import changed_since_checked, saved_verdicts
 from tools.layout import ROOT, available_labs
@@ -249,6 +249,14 @@ def _add_grade(row: GradeRow, d: dict) -> None:
     row.manual_score += extra
 
 
+def add_grades(row: GradeRow, nb) -> None:  # nb: nbgrader.api.SubmittedNotebook
+    """Every grade of a graded notebook into ``row`` (:func:`_add_grade`): its autograded and
+    hand-graded points, and the written answers still to grade by hand (sorted)."""
+    for grade in nb.grades:
+        _add_grade(row, grade.to_dict())
+    row.manual_pending.sort()
+
+
 def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                    verdicts: dict | None = None) -> list[GradeRow]:
     """Scores per (student, lab) from the gradebook, with the named mistakes of failed tests.
@@ -285,9 +293,7 @@ def collect_grades(root: Path = ROOT, runs: list[GradeRun] | None = None,
                 missing = [g.name for g in nb.grades if g.cell_type == "code" and g.name not in present]
                 if missing:
                     row.status = f"graded; {len(missing)} test cells missing from the notebook: needs manual grading"
-                for grade in nb.grades:
-                    _add_grade(row, grade.to_dict())
-                row.manual_pending.sort()
+                add_grades(row, nb)
                 if row.manual_pending:
                     row.status += "; " + _hand_grading_status(row.manual_pending)
                 row.failed_tests = named_mistakes(layout.autograded_notebook(student, lab, root))
@@ -359,27 +365,31 @@ def _late_cells(r: GradeRow) -> list[str]:
 
 
 def format_table(rows: list[GradeRow]) -> str:
-    """The score table printed at the end of the demo: autograded, hand-graded and total points.
+    """The score table printed at the end of the demo: autograded, hand-graded and final points
+    (their total less any late penalty).
 
-    A star marks a provisional number: written answers not graded by hand yet count 0 so far."""
+    A star marks a provisional number: written answers not graded by hand yet count 0 so far. A
+    ``~`` after a final score marks a late penalty: the row's ``~`` line gives the raw total."""
     w = max([len("student")] + [len(r.student) for r in rows])
-    lines = [f"{'student':<{w}} {'lab':<20} {'autograded':>12} {'auto %':>6} {'by hand':>9} {'total':>11} "
-             f"{'total %':>7} {'time':>7}  status",
-             "-" * (w + 90)]
+    lines = [f"{'student':<{w}} {'lab':<20} {'autograded':>12} {'auto %':>6} {'by hand':>9} {'final':>12} "
+             f"{'final %':>7} {'time':>7}  status",
+             "-" * (w + 91)]
     indent = " " * (w + 4)
     for r in rows:
         pending = bool(r.manual_pending)
-        total_pct = f"{r.total_percent:.1f}{'*' if pending else ''}"
+        star = "*" if pending else ""
+        final = f"{points_text(r.final, r.total_max, pending):>11}" + ("~" if r.late_penalty else " ")
         lines.append(f"{r.student:<{w}} {r.lab:<20} {r.auto_score:>5g} / {r.auto_max:<4g} {r.percent:>6.1f} "
                      f"{points_text(r.manual_score, r.manual_max, pending):>9} "
-                     f"{points_text(r.total, r.total_max, pending):>11} {total_pct:>7} {r.seconds:>6.1f}s  {r.status}")
+                     f"{final:>12} {r.final_percent:>6.1f}{star or ' '} {r.seconds:>6.1f}s  {r.status}")
         if r.integrity:
             lines.append(f"{indent}! {r.integrity}")
         if pending:
             lines.append(f"{indent}? not graded by hand yet: {', '.join(r.manual_pending)}")
         if r.lateness and r.lateness.note():
-            final = f"final {points_text(r.final, r.total_max, pending)} ({r.final_percent:.1f}%{'*' if pending else ''})"
-            lines.append(f"{indent}~ {r.lateness.note()}" + (f": {final}" if r.late_penalty else ""))
+            raw = (f"total {points_text(r.total, r.total_max, pending)}, final "
+                   f"{points_text(r.final, r.total_max, pending)} ({r.final_percent:.1f}%{star})")
+            lines.append(f"{indent}~ {r.lateness.note()}" + (f": {raw}" if r.late_penalty else ""))
         for test, mistake in sorted(r.failed_tests.items()):
             lines.append(f"{indent}- {test}: {mistake}")
     todo = [r for r in rows if r.manual_pending]
@@ -391,18 +401,23 @@ def format_table(rows: list[GradeRow]) -> str:
     return "\n".join(lines)
 
 
-def write_class_report(root: Path, rows: list[GradeRow]) -> Path:
-    """report.html (tools/class_report.py): distributions, grades with the hand-graded points,
-    answers still to grade by hand, common mistakes, holds, broken work."""
-    from tools.class_report import ReportRow, write_html
+def report_rows(rows: list[GradeRow]) -> list[ReportRow]:
+    """The rows as the class report shows them: points, hand grading, late penalty."""
+    return [ReportRow(r.student, r.lab, r.status.startswith("graded"), r.status, r.auto_score, r.auto_max,
+                      dict(r.cells), dict(r.failed_tests), r.integrity, manual_score=r.manual_score,
+                      manual_max=r.manual_max, manual_pending=list(r.manual_pending), total_is=r.total_is,
+                      late_penalty=r.late_penalty, late_percent=r.lateness.percent if r.lateness else 0.0)
+            for r in rows]
 
-    report_rows = [ReportRow(r.student, r.lab, r.status.startswith("graded"), r.status, r.auto_score, r.auto_max,
-                             dict(r.cells), dict(r.failed_tests), r.integrity, manual_score=r.manual_score,
-                             manual_max=r.manual_max, manual_pending=list(r.manual_pending),
-                             total_is=r.total_is) for r in rows]
+
+def write_class_report(root: Path, rows: list[GradeRow]) -> Path:
+    """report.html (tools/class_report.py): distributions, grades with the hand-graded points and
+    the final scores (late penalties applied), answers still to grade by hand, common mistakes,
+    holds, broken work, then the deadlines and late penalties."""
+    from tools.class_report import write_html
     from tools.similarity import report_section
 
-    return write_html(root / "report.html", root, report_rows, report_section(root)  # + pairs to read
+    return write_html(root / "report.html", root, report_rows(rows), report_section(root)  # + pairs to read
                       + late.report_html(rows))  # + deadlines and late penalties
 
 
@@ -424,7 +439,8 @@ def report(root: Path = ROOT, runs: list[GradeRun] | None = None,
     write_class_report(root, rows)
     print(format_table(rows))
     print("\n'by hand' = points of the written answers graded by hand in the formgrader so far; "
-          "'total' = autograded + by hand.\n* provisional: written answers not graded by hand yet count 0 "
+          "'final' = autograded + by hand, less any late penalty (~: penalised; its ~ line gives the raw "
+          "total).\n* provisional: written answers not graded by hand yet count 0 "
           "(grade them in the formgrader, then `make report` again).")
     changed = changed_since_checked(root)
     if changed:

@@ -11,6 +11,9 @@ sample)::
     zero_after_days = 7       # optional cut-off: more than 7 days late scores 0
     grace_minutes = 5         # optional: up to 5 min late is not penalised (default 0)
 
+    [policy.lab02_roofline]   # optional: a lab's own policy, any of the keys above; the
+    zero_after_days = 3       # others are the course's ("never": no cut-off for this lab)
+
     [due]                     # one line per lab, always with its time zone
     lab00_cache_sizing = 2025-10-06T23:59:00+02:00        # a TOML date-time with its UTC offset
     lab01_kv_cache = "2025-10-20 23:59 Europe/Berlin"     # or a string with an IANA zone name
@@ -36,21 +39,23 @@ gradebook's due date is the file's; nbgrader then calls :class:`CoursePenaltyPlu
 returns in ``SubmittedNotebook.late_submission_penalty``.
 
 **The penalty** is a percentage of the lab's total (autograded plus hand-graded points):
-:meth:`Policy.percent`; in points :func:`penalty_points`, never more than the score, so a
-score never goes below 0 and 0 stays 0. ``tools.grades`` reads the seconds late from the
-gradebook (:func:`lateness`) and applies the same policy to the current total, so a written
-answer graded by hand later is penalised too; :func:`refresh_penalties` (run by ``make report``
-and ``make deadlines``) brings nbgrader's stored penalties up to date for the formgrader and
-``nbgrader export``.
+:meth:`Policy.percent` of the lab's policy (:meth:`Deadlines.policy_for`: the course's, with the
+keys of the lab's own ``[policy.<lab>]`` table in their place); in points :func:`penalty_points`,
+never more than the score, so a score never goes below 0 and 0 stays 0. ``tools.grades`` reads the
+seconds late from the gradebook (:func:`lateness`) and applies the same policy to the current
+total, so a written answer graded by hand later is penalised too; :func:`refresh_penalties` (run by
+``make report`` and ``make deadlines``) brings nbgrader's stored penalties up to date for the
+formgrader and ``nbgrader export``.
 
-**Bad input** stops with :class:`DeadlinesError`, whose message reads ``FILE:LINE: what is
-wrong``, before anything is written: not TOML, an unknown table or key, a due date without a
-time zone or in a wrong format, an unknown lab, a penalty below 0 or above 100%, an extension
-for an unknown student or lab, for a lab without a due date, twice for the same student and
-lab, with both or neither of ``days`` and ``due``. :func:`set_deadlines` also refuses a due date
-in the past that the gradebook does not already hold, unless ``allow_past`` (``make deadlines
-DEADLINES_FLAGS=--allow-past``: re-grading an old term); extensions may lie in the past (they
-are often granted after the fact). The gradebook is written in one transaction.
+**Bad input** stops with :class:`DeadlinesError`, whose message reads ``FILE:LINE: what is wrong``,
+before anything is written: not TOML, an unknown table or key, a due date without a time zone or in
+a wrong format, an unknown lab, a penalty below 0 or above 100%, a cut-off neither a number nor
+``"never"``, a lab's own policy for an unknown lab or a lab without a due date, an extension for an
+unknown student or lab, for a lab without a due date, twice for the same student and lab, with both
+or neither of ``days`` and ``due``. :func:`set_deadlines` also refuses a due date in the past that
+the gradebook does not already hold, unless ``allow_past`` (``make deadlines
+DEADLINES_FLAGS=--allow-past``: re-grading an old term); extensions may lie in the past (they are
+often granted after the fact). The gradebook is written in one transaction.
 
 Why one module of this size: the file's model (policy, due dates, extensions, their line
 numbers), writing it into the gradebook, nbgrader's two hooks and the report's lateness all
@@ -67,7 +72,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -88,6 +93,8 @@ PER_CHOICES = ("started day", "day")
 POLICY_KEYS = ("percent_per_day", "per", "max_percent", "zero_after_days", "grace_minutes")
 EXTENSION_KEYS = ("student", "lab", "days", "due", "reason")
 TABLES = ("policy", "due", "extension")
+#: ``zero_after_days = "never"``: no cut-off (a lab's own policy drops the course's cut-off).
+NEVER = "never"
 UTC = dt.UTC
 
 
@@ -172,15 +179,36 @@ class Extension:
     line: int | None
 
 
+@dataclass(frozen=True)
+class LabPolicy:
+    """A lab's own policy (``[policy.<lab>]``): the course's with ``keys`` (as the file writes
+    them) in their place, and the line of its table."""
+
+    policy: Policy
+    keys: dict[str, Any]
+    line: int | None
+
+    def changes(self) -> str:
+        """What the lab's table sets: ``zero_after_days = 3, grace_minutes = 10``."""
+        return ", ".join(f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value:g}"
+                         for key, value in self.keys.items())
+
+
 @dataclass
 class Deadlines:
     """The validated contents of the deadlines file (``exists`` False: no file, no penalty)."""
 
     path: Path
     exists: bool = False
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy = field(default_factory=Policy)  # the course's
     due: dict[str, Due] = field(default_factory=dict)
     extensions: dict[tuple[str, str], Extension] = field(default_factory=dict)
+    lab_policies: dict[str, LabPolicy] = field(default_factory=dict)  # lab -> its own policy
+
+    def policy_for(self, lab: str | None) -> Policy:
+        """The policy that penalises ``lab``: its own (``[policy.<lab>]``), else the course's."""
+        own = self.lab_policies.get(lab) if lab is not None else None
+        return own.policy if own is not None else self.policy
 
     def zone(self, lab: str) -> dt.tzinfo:
         """The time zone a lab's times are shown in: that of its due date in the file, else UTC."""
@@ -283,8 +311,10 @@ def parse(path: Path, data: bytes, labs: list[str], students: set[str] | Callabl
             raise DeadlinesError(path, lines.of(name), f"unknown table or key '{name}' (expected "
                                  "[policy], [due] and [[extension]] tables)")
     out = Deadlines(path, exists=True)
-    out.policy = _policy(path, lines, doc.get("policy", {}))
+    policy = _table(path, lines, doc.get("policy", {}), "policy")
+    out.policy = _policy(path, lines, policy)
     out.due = _due(path, lines, doc.get("due", {}), labs)
+    out.lab_policies = _lab_policies(path, lines, policy, out.policy, out.due, labs)
     extensions = doc.get("extension", [])
     if extensions:
         known = students() if callable(students) else students
@@ -313,26 +343,64 @@ def _number(path: Path, line: int | None, name: str, value: Any, low: float, hig
     return float(value)
 
 
-def _policy(path: Path, lines: _Lines, value: Any) -> Policy:
-    table = _table(path, lines, value, "policy")
+def _policy(path: Path, lines: _Lines, table: dict) -> Policy:
+    """The course's policy: the keys of ``[policy]`` (its sub-tables are the labs' own)."""
+    course = {key: value for key, value in table.items() if not isinstance(value, dict)}
+    return Policy(**_policy_values(path, lambda key: lines.of("policy", key), course, "[policy]"))
+
+
+def _lab_policies(path: Path, lines: _Lines, table: dict, course: Policy, due: dict[str, Due],
+                  labs: list[str]) -> dict[str, LabPolicy]:
+    """Each ``[policy.<lab>]`` table: the course's policy with its keys in their place."""
+    out = {}
+    for lab, keys in table.items():
+        if not isinstance(keys, dict):
+            continue
+        where = f"[policy.{lab}]"
+
+        def at(key: str | None = None, lab: str = lab) -> int | None:
+            return lines.of(f"policy.{lab}", key) or lines.of("policy", lab)
+
+        if lab not in labs:
+            raise DeadlinesError(path, at(), f"{where}: unknown lab '{lab}' (the course's labs: "
+                                 f"{', '.join(labs) or 'none'})")
+        if lab not in due:
+            raise DeadlinesError(path, at(), f"{where}: {lab} has no due date in [due]: its policy would never "
+                                 "apply")
+        values = _policy_values(path, at, keys, where)
+        out[lab] = LabPolicy(replace(course, **values), dict(keys), at())
+    return out
+
+
+def _policy_values(path: Path, at: Callable[[str], int | None], table: dict, where: str) -> dict[str, Any]:
+    """The keys of a policy table as :class:`Policy` arguments, each checked (only those given)."""
     for key in table:
         if key not in POLICY_KEYS:
-            raise DeadlinesError(path, lines.of("policy", key), f"unknown key '{key}' in [policy] "
-                                 f"(allowed: {', '.join(POLICY_KEYS)})")
+            hint = f"; a lab's own policy is a table [policy.{key}]" if where == "[policy]" else ""
+            raise DeadlinesError(path, at(key), f"unknown key '{key}' in {where} "
+                                 f"(allowed: {', '.join(POLICY_KEYS)}{hint})")
+    out: dict[str, Any] = {}
+    for key, high in (("percent_per_day", 100), ("max_percent", 100), ("grace_minutes", None)):
+        if key in table:
+            out[key] = _number(path, at(key), key, table[key], 0, high, percent=high == 100)
+    if "zero_after_days" in table:
+        out["zero_after_days"] = _cut_off(path, at("zero_after_days"), table["zero_after_days"])
+    if "per" in table:
+        if table["per"] not in PER_CHOICES:
+            raise DeadlinesError(path, at("per"), f"per = {table['per']!r}: expected "
+                                 + " or ".join(repr(p) for p in PER_CHOICES))
+        out["per"] = table["per"]
+    return out
 
-    def num(key: str, default: float | None, low: float, high: float | None) -> float | None:
-        if key not in table:
-            return default
-        return _number(path, lines.of("policy", key), key, table[key], low, high, percent=high == 100)
 
-    per = table.get("per", "started day")
-    if per not in PER_CHOICES:
-        raise DeadlinesError(path, lines.of("policy", "per"), f"per = {per!r}: expected "
-                             + " or ".join(repr(p) for p in PER_CHOICES))
-    return Policy(percent_per_day=num("percent_per_day", 0.0, 0, 100), per=per,
-                  max_percent=num("max_percent", 100.0, 0, 100),
-                  zero_after_days=num("zero_after_days", None, 0, None),
-                  grace_minutes=num("grace_minutes", 0.0, 0, None))
+def _cut_off(path: Path, line: int | None, value: Any) -> float | None:
+    """``zero_after_days``: a number of days (at least 0), or ``"never"`` (no cut-off)."""
+    if value == NEVER:
+        return None
+    if isinstance(value, str):
+        raise DeadlinesError(path, line, f"zero_after_days = {value!r}: expected a number of days or "
+                             f'"{NEVER}" (no cut-off)')
+    return _number(path, line, "zero_after_days", value, 0, None)
 
 
 _ZONE_FORM = '"2025-10-06 23:59 Europe/Berlin"'
@@ -525,10 +593,12 @@ class Lateness:
             if self.extended:
                 parts.append("on time")
         else:
-            parts.append(f"late {duration(self.seconds_late)}: " + self._why())
+            parts.append(f"late {duration(self.seconds_late)}: " + self.why())
         return "; ".join(parts)
 
-    def _why(self) -> str:
+    def why(self) -> str:
+        """What the lab's policy makes of the lateness: ``-20% (10% per started day late)``,
+        ``within the 5 min grace period, no penalty``."""
         policy = self.policy
         if self.percent == 0:
             if self.seconds_late <= policy.grace_minutes * 60:
@@ -545,16 +615,17 @@ def lateness(submission: Any, deadlines: Deadlines) -> Lateness | None:
     """The lateness of one of nbgrader's ``SubmittedAssignment`` rows; None if its lab has no due date.
 
     The seconds late are nbgrader's own ``total_seconds_late`` (timestamp against the due date
-    plus the extension); the percent is the deadlines file's policy."""
+    plus the extension); the percent is the lab's policy in the deadlines file."""
     lab_due = submission.assignment.duedate
     if lab_due is None:
         return None
-    zone = deadlines.zone(submission.assignment.name)
+    lab = submission.assignment.name
+    zone, policy = deadlines.zone(lab), deadlines.policy_for(lab)
     seconds = float(submission.total_seconds_late)
     stamp = submission.timestamp
     return Lateness(lab_due=show_zone(lab_due, zone), due=show_zone(submission.duedate, zone),
                     submitted=None if stamp is None else show_zone(stamp, zone), seconds_late=seconds,
-                    percent=deadlines.policy.percent(seconds), policy=deadlines.policy)
+                    percent=policy.percent(seconds), policy=policy)
 
 
 def show_zone(naive_utc: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
@@ -566,14 +637,15 @@ def show_zone(naive_utc: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
 
 class CoursePenaltyPlugin(LateSubmissionPlugin):
     """nbgrader's late-penalty plugin (``c.AssignLatePenalties.plugin_class``): the policy of the
-    course's deadlines file. nbgrader calls it only for a submission with ``total_seconds_late`` > 0
-    (the extension already counted) and stores what it returns as the notebook's penalty."""
+    lab being graded in the course's deadlines file. nbgrader calls it only for a submission with
+    ``total_seconds_late`` > 0 (the extension already counted) and stores what it returns as the
+    notebook's penalty."""
 
     def late_submission_penalty(self, student_id: str, score: float, total_seconds_late: float) -> float | None:
         policy = getattr(self.parent, "policy", None)
         if policy is None:  # a plain AssignLatePenalties: read the file of the configured course
             root = Path(self.config.get("CourseDirectory", {}).get("root", ".") or ".")
-            policy = load(root).policy
+            policy = load(root).policy_for(getattr(self.parent, "assignment_id", None))
         percent = policy.percent(total_seconds_late)
         self.log.info("%s is %s late: %s -> %g%%", student_id, duration(total_seconds_late), policy.describe(),
                       percent)
@@ -587,17 +659,17 @@ class CourseLatePenalties(AssignLatePenalties):
 
     def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
         info = resources["nbgrader"]
-        root = _course_root(resources, self.config)
+        root = course_root(resources, self.config)
         deadlines = load(root, db_url=info["db_url"])
-        self.policy = deadlines.policy
+        self.policy = deadlines.policy_for(info["assignment"])
         if deadlines.exists:
             prepare_submission(info["db_url"], deadlines, info["assignment"], info["student"])
         return super().preprocess(nb, resources)
 
 
-def _course_root(resources: dict, config: Any) -> Path:
-    """The course folder: above ``autograded/<student>/<lab>`` (the notebook being graded), else
-    ``c.CourseDirectory.root``."""
+def course_root(resources: dict, config: Any) -> Path:
+    """The course folder of a notebook nbgrader converts: above ``autograded/<student>/<lab>``
+    (the notebook being graded, or turned into feedback), else ``c.CourseDirectory.root``."""
     folder = resources.get("metadata", {}).get("path")
     if folder and Path(folder).resolve().parent.parent.name == layout.AUTOGRADED:
         return Path(folder).resolve().parents[2]
@@ -814,7 +886,7 @@ def report_html(rows: list[Any]) -> str:
     e = html.escape
     shown = [r for r in dated if r.lateness.late or r.lateness.extended or r.lateness.submitted is None]
     parts = [f"<h2 id='late'>Deadlines and late penalties ({sum(r.lateness.late for r in dated)} late)</h2>",
-             f"<p>Policy: {e(dated[0].lateness.policy.describe())}. The penalty is a percentage of the total "
+             f"<p>{_policies_html(dated)} The penalty is a percentage of the total "
              "(autograded + by hand); <b>final</b> = total - penalty, never below 0 (* provisional: written "
              "answers not graded by hand yet count 0). Lateness is nbgrader's (the submission's "
              "<code>timestamp.txt</code> against the due date plus the extension).</p>",
@@ -830,6 +902,15 @@ def report_html(rows: list[Any]) -> str:
                      f"<td>{e(late.note())}</td></tr>")
     parts.append("</table>")
     return "\n".join(parts)
+
+
+def _policies_html(rows: list[Any]) -> str:
+    """``Policy: ...``, or each lab's where the labs' policies differ."""
+    described = {r.lab: r.lateness.policy.describe() for r in rows}
+    if len(set(described.values())) == 1:
+        return f"Policy: {html.escape(next(iter(described.values())))}."
+    return "Policies: " + "; ".join(f"<b>{html.escape(lab)}</b>: {html.escape(text)}"
+                                    for lab, text in described.items()) + "."
 
 
 # --- the demo -----------------------------------------------------------------------------------
@@ -898,10 +979,14 @@ def _submissions_of(root: Path, paths: list[Path]) -> list[tuple[str, str]]:
 # --- command line -------------------------------------------------------------------------------
 
 def summary(deadlines: Deadlines) -> list[str]:
-    """The file in words: the policy, each lab's due date, each extension."""
+    """The file in words: the course's policy, each lab's due date (and its own policy, with
+    what its table changes), each extension."""
     out = [f"policy: {deadlines.policy.describe()}"]
     for lab, due in deadlines.due.items():
         out.append(f"  {lab:<22} due {show(due.when)}   ({show(due.when, UTC)})")
+        own = deadlines.lab_policies.get(lab)
+        if own is not None:
+            out.append(f"  {'':<22} its own policy ({own.changes()}): {own.policy.describe()}")
     for ext in deadlines.extensions.values():
         out.append(f"  extension {ext.student} / {ext.lab}: due {show(ext.to, deadlines.zone(ext.lab))} "
                    f"(+{duration(ext.delta.total_seconds())})")
