@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUN    := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python
 
 .PHONY: help demo test test-fast lint notebooks release samples autograde report site site-student \
-        references calibrate mutation bench bench-grading bench-sandbox class exchange grade-on-submit lms deadlines similarity sysdeps clean
+        references calibrate mutation bench bench-grading bench-sandbox class exchange grade-on-submit formgrader lms deadlines similarity sysdeps clean
 
 help:
 	@echo "make demo        release the labs, autograde the sample submissions, feedback, grades, solutions site"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-grading  every lab's synthetic class: cold vs warm serial, parallel, every grade checked (BENCH_LABS, CLASS_N)"
 	@echo "make bench-sandbox  what the grading sandbox costs per submission"
 	@echo "make exchange    nbgrader exchange round trip (release, fetch, submit, collect, autograde)"
+	@echo "make formgrader  JupyterLab in the course folder, the formgrader's math served offline (Nbgrader > Formgrader)"
 	@echo "make grade-on-submit  grade each new exchange submission, release its feedback; Ctrl-C stops (GOS_FLAGS=--once)"
 	@echo "make lms MAP=ids.csv  the grades as a Canvas gradebook import (canvas_grades.csv; README \"Grades into the LMS\")"
 	@echo "make deadlines   deadlines.toml (due dates, extensions, late policy) into the gradebook (DEADLINES_FLAGS=--allow-past)"
@@ -108,6 +109,10 @@ bench-sandbox: $(STAMP) sysdeps
 
 exchange: $(STAMP)
 	$(RUN) -m tools.exchange
+
+# The formgrader with the course's local MathJax (README "Grading written answers")
+formgrader: $(STAMP) sysdeps
+	$(RUN) -m tools.formgrader
 
 # Grade on submit (README "Grade on submit (optional)"): watches the exchange's inbound folder;
 # GOS_FLAGS e.g. --once, --interval 30, --lab lab00_cache_sizing

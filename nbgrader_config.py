@@ -104,3 +104,26 @@ c.GenerateFeedback.post_convert_hook = "tools.feedback.clean_feedback_folder"
 # file (`make report`: autograded, hand-graded and total points, named mistakes, integrity).
 # nbgrader's export goes to its own file instead; `nbgrader export --to FILE` still chooses.
 c.ExportPlugin.to = "nbgrader_export.csv"
+
+
+# nbgrader's exchange: release_assignment, fetch, submit and collect, the formgrader's Release and
+# Collect buttons. On a JupyterHub the machine-wide nbgrader_config.py names the shared exchange
+# (tools/jupyterhub/nbgrader_config.py; README "Running the course on JupyterHub"), and it stays.
+# A course on one machine has none: nbgrader's default, /usr/local/share/nbgrader/exchange, does
+# not exist (making it needs root), and the formgrader then shows an exchange warning and logs
+# "Unwritable directory" for every page. The course folder's exchange/ (made here, ignored by git)
+# serves instead (tools/formgrader.py: local_exchange).
+#
+# The formgrader's grading page loads MathJax 2 from a CDN (nbgrader's formgrade template calls
+# nbconvert's mathjax() macro without a URL: HTMLExporter.mathjax_url does not reach it), so
+# offline the lab text and the written answers showed raw LaTeX. The course's template folder
+# comes after nbgrader's own; its formgrade/mathjax.html.j2 loads the local MathJax that
+# `python -m tools.formgrader` serves, and the CDN where none is served. Only the formgrade
+# template looks there: feedback pages are unchanged.
+if _repo is not None:
+    from tools.formgrader import local_exchange, template_dirs
+
+    _exchange = local_exchange(c.CourseDirectory.root)
+    if _exchange is not None:
+        c.Exchange.root = _exchange
+    c.HTMLExporter.extra_template_basedirs = template_dirs()

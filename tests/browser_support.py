@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,14 +217,16 @@ class JupyterLab:
     """A JupyterLab server from this venv, on 127.0.0.1 with a random token.
 
     Everything it writes (configuration, user settings, workspaces, runtime files) goes under
-    ``state_dir``; the news prompt and update checks are off; ``--allow-root`` is added as root.
+    ``state_dir``; the news prompt and update checks are off; ``--allow-root`` is added as root;
+    ``server_args`` are added to the command line (e.g. ``tools.formgrader.server_args()``).
     Use as a context manager; :attr:`url` gives ``/lab/tree/<path>?reset&token=...`` URLs.
     """
 
     def __init__(self, root_dir: Path, state_dir: Path, startup_timeout: float = 90.0,
-                 kernel_env: dict[str, str] | None = None) -> None:
+                 kernel_env: dict[str, str] | None = None, server_args: Sequence[str] = ()) -> None:
         self.root_dir = Path(root_dir)
         self.kernel_env = dict(kernel_env or {})
+        self.server_args = list(server_args)
         self.state_dir = Path(state_dir)
         self.startup_timeout = startup_timeout
         self.port = free_port()
@@ -282,6 +284,7 @@ class JupyterLab:
                f"--LabApp.workspaces_dir={self.state_dir / 'workspaces'}"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")
+        cmd += self.server_args
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(cmd, cwd=self.root_dir, env=env, stdout=log,
                                      stderr=subprocess.STDOUT)

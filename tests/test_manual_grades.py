@@ -23,39 +23,19 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from hand_grading_course import BROKEN, LAB, SOLUTION, TAMPERED, UNTOUCHED, build
+from hand_grading_course import html_row as _html_row
+from hand_grading_course import written_answers as _written_answers
 
-from tools import classroom, hand_grades, pipeline, submissions
+from tools import classroom, hand_grades, pipeline
 from tools.samples import ROOT, write_submission
-from tools.variants import tamper
 
 pytestmark = pytest.mark.slow  # real nbgrader autograde of four submissions
-
-LAB = "lab00_cache_sizing"
-SOLUTION, UNTOUCHED, TAMPERED, BROKEN = "solution", "untouched", "tamper-rebind-checker", "broken-invalid-json"
-
-
-def _written_answers(root: Path) -> dict[str, float]:
-    """grade_id -> points of the lab's written answers (markdown cells graded by hand)."""
-    nb = nbformat.read(root / "source" / LAB / f"{LAB}.ipynb", as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c in nb.cells
-            if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade")}
 
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    root = tmp_path_factory.mktemp("manual")
-    shutil.copytree(ROOT / "source" / LAB, root / "source" / LAB)
-    shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
-    pipeline.release(root)
-    write_submission(root, LAB, SOLUTION, "solution")
-    write_submission(root, LAB, UNTOUCHED, "untouched")
-    submissions.write_tamper(root, next(a for a in tamper.TAMPER if a["name"] == "rebind-checker"), TAMPERED)
-    submissions.write_broken(root, "invalid-json", BROKEN)
-    runs = pipeline.autograde(root, verbose=False, timeout=30)
-    pipeline.check_integrity(root, runs, verbose=False)
-    answers = _written_answers(root)
-    assert len(answers) >= 2 and sum(answers.values()) > 0, answers
-    return root, answers
+    return build(tmp_path_factory.mktemp("manual"), [SOLUTION, UNTOUCHED, TAMPERED, BROKEN])
 
 
 def _gradebook(root: Path):
@@ -84,10 +64,6 @@ def _report(root: Path, capsys) -> tuple[dict, dict, dict[str, str], str]:
     lines = {line.split()[0]: line for line in printed.splitlines()
              if line.split() and line.split()[0] in rows and LAB in line}
     return rows, table, lines | {"": printed}, (root / "report.html").read_text()
-
-
-def _html_row(student: str, auto: str, hand: str, total: str) -> str:
-    return f"<tr><td>{student}</td><td>{LAB}</td><td>{auto}</td><td>{hand}</td><td>{total}</td>"
 
 
 def test_hand_graded_points_reach_grades_csv_the_table_and_the_report(course, capsys):

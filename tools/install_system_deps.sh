@@ -2,7 +2,8 @@
 # Install the system pieces the site build and the browser tests need, only when missing.
 #
 #   bash tools/install_system_deps.sh                 chromium + bubblewrap + postgresql (apt) and MathJax (npm)
-#   bash tools/install_system_deps.sh --mathjax-only  only MathJax (what `python -m tools.site` needs)
+#   bash tools/install_system_deps.sh --mathjax-only  only MathJax (what `python -m tools.site` and
+#                                                     `python -m tools.formgrader` need)
 #
 # Idempotent and quiet when everything is present. Safe to run as root on a fresh Debian
 # machine with no browser: it uses Debian's own `chromium` package (never a browser download
@@ -10,19 +11,24 @@
 # reachable on the course machines or in many classrooms.
 #
 # MathJax goes into .cache/mathjax/ (ignored by git); tools/site.py copies the few files a page
-# needs from there into the built site.
+# needs from there into the built site. MathJax 2 goes into .cache/mathjax2/: nbgrader's
+# formgrader pages are written for MathJax 2 (their scripts call MathJax.Hub, which MathJax 3
+# does not have), and tools/formgrader.py serves it to them.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MATHJAX_PREFIX="$ROOT/.cache/mathjax"
 MATHJAX_MARK="$MATHJAX_PREFIX/node_modules/mathjax/es5/tex-mml-chtml.js"
 MATHJAX_VERSION="3.2.2"
+MATHJAX2_PREFIX="$ROOT/.cache/mathjax2"
+MATHJAX2_MARK="$MATHJAX2_PREFIX/node_modules/mathjax/MathJax.js"
+MATHJAX2_VERSION="2.7.9"
 
 mathjax_only=0
 for arg in "$@"; do
   case "$arg" in
     --mathjax-only) mathjax_only=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "install_system_deps.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -64,16 +70,22 @@ if [ "$mathjax_only" -eq 0 ]; then
   fi
 fi
 
-if [ ! -f "$MATHJAX_MARK" ]; then
+npm_install_mathjax() {
+  # npm_install_mathjax PREFIX VERSION MARK : npm's mathjax@VERSION into PREFIX unless MARK exists.
+  local prefix="$1" version="$2" mark="$3"
+  [ -f "$mark" ] && return 0
   if ! command -v npm >/dev/null 2>&1; then
     apt_install nodejs npm
   fi
-  mkdir -p "$MATHJAX_PREFIX"
-  echo "install_system_deps.sh: npm install mathjax@$MATHJAX_VERSION into .cache/mathjax"
-  npm install --prefix "$MATHJAX_PREFIX" --no-audit --no-fund --no-save --silent \
-    "mathjax@$MATHJAX_VERSION" >/dev/null
-  if [ ! -f "$MATHJAX_MARK" ]; then
-    echo "install_system_deps.sh: npm finished but $MATHJAX_MARK is missing" >&2
+  mkdir -p "$prefix"
+  echo "install_system_deps.sh: npm install mathjax@$version into ${prefix#"$ROOT"/}"
+  npm install --prefix "$prefix" --no-audit --no-fund --no-save --silent \
+    "mathjax@$version" >/dev/null
+  if [ ! -f "$mark" ]; then
+    echo "install_system_deps.sh: npm finished but $mark is missing" >&2
     exit 1
   fi
-fi
+}
+
+npm_install_mathjax "$MATHJAX_PREFIX" "$MATHJAX_VERSION" "$MATHJAX_MARK"
+npm_install_mathjax "$MATHJAX2_PREFIX" "$MATHJAX2_VERSION" "$MATHJAX2_MARK"

@@ -16,6 +16,8 @@ c.CourseDirectory.course_id = "kv-cache-course"
 
 # The shared exchange folder. Create it once as root: mkdir -p /srv/nbgrader/exchange &&
 # chmod ugo+rw /srv/nbgrader/exchange (release_assignment sets the modes it needs below it).
+# The course folder's nbgrader_config.py keeps it (it names its own exchange/ only when no other
+# configuration sets one).
 c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE_ROOT", "/srv/nbgrader/exchange")
 
 # Students' fetched labs land in ~/<lab>/ (set True if a student takes several courses).
