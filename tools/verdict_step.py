@@ -159,8 +159,15 @@ class StartVerdict(CourseVerdict):
 
         submitted, source = self._paths(resources)
         pending = _Pending(time.perf_counter(), pipeline.sha256_of(submitted))
-        thread = threading.Thread(target=lambda: pending.finish(self.compute(submitted, source)),
-                                  name=f"verdict {submitted.parent.parent.name}", daemon=True)
+
+        def run() -> None:
+            result = verdict_tool.Verdict(error="the verdict's thread stopped before a result")
+            try:
+                result = self.compute(submitted, source)
+            finally:  # whatever happens, CourseVerdict's wait ends (fail closed)
+                pending.finish(result)
+
+        thread = threading.Thread(target=run, name=f"verdict {submitted.parent.parent.name}", daemon=True)
         _put_pending(submitted, source, pending)
         thread.start()
         return nb, resources
