@@ -44,6 +44,11 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 
+# nbconvert checks a whole notebook against the nbformat schema after each of the ~17 steps of an
+# autograde (~40 ms of CPU per submission); once after the last step of each pass is enough: a
+# notebook broken by any step still fails, before it is written (and before its kernel runs).
+c.Exporter.optimistic_validation = True
+
 # nbgrader scores a test cell 0 if it writes anything to stderr. Warnings are not errors.
 c.IgnorePattern.pattern = r"\w*Warning: "
 

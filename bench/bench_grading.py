@@ -4,13 +4,15 @@
     .venv/bin/python bench/bench_grading.py --lab lab00_cache_sizing --n 200 --serial-sample 30
 
 Steps, per lab: generate the class (tools/classroom.py; expected scores from grading each
-distinct variant once), grade ``--serial-sample`` students with one worker on SQLite with warm
-sandboxed processes (tools/warm.py), grade ``--cold-sample`` of them again with cold ones
-(``KVCOURSE_WARM=0``: the ratio measured in the same run), grade the whole class with
-``--workers`` workers on PostgreSQL, check every grade against its expected score, time
-nbgrader's own one-process-per-student command, and print seconds per submission, wall time,
-speedup and where the time of one submission goes (cells, verdict, the rest); then a summary
-of every lab and of the class on all labs.
+distinct variant once; every lab's class in one course folder, the same students), grade
+``--serial-sample`` students with one worker on SQLite with warm sandboxed processes
+(tools/warm.py), grade ``--cold-sample`` of them again with cold ones (``KVCOURSE_WARM=0``: the
+ratio measured in the same run) and time nbgrader's own one-process-per-student command. Then
+the whole class on every lab in **one** run with ``--workers`` workers on PostgreSQL, as an
+instructor's ``make autograde`` grades it (PostgreSQL, the warm parents and the verdict's servers
+started once), every grade checked against its expected score; printed: seconds per submission,
+wall time, speedup, each lab's share of the workers' time and where the time of one submission
+goes (cells, verdict, the rest), then a summary.
 
 When the serial run covers a sample only, the serial wall time for the whole class is
 extrapolated from it (printed as such). Timings depend on what else runs on the machine.
@@ -121,8 +123,8 @@ def _warm_kernel_probe(repeats: int = 3) -> float:
 
 
 def bench_lab(lab: str, args: argparse.Namespace, course: Path) -> dict:
-    """Generate, grade serially (warm, then a cold sample), grade in parallel, check every grade,
-    print the lab's tables; return its numbers for the summary."""
+    """Generate the lab's class into ``course``, grade samples serially (warm, then cold) and
+    with nbgrader's own command; print the lab's serial table; return its numbers."""
     print(f"\n=== {lab}: {args.n} synthetic submissions (+3 broken), {os.cpu_count()} CPU cores, "
           f"load average {os.getloadavg()[0]:.1f} at start")
     t0 = time.perf_counter()
@@ -149,17 +151,8 @@ def bench_lab(lab: str, args: argparse.Namespace, course: Path) -> dict:
     t_cold, med_cold, cold_bad, n_cold_rows = serial(cold, warm=False) if cold else (0.0, float("nan"), [], 0)
     os.environ["KVCOURSE_WARM"] = "1"
 
-    t0 = time.perf_counter()
-    classroom.grade(course, [lab], workers=args.workers, db="postgres", resume=False, progress=False)
-    t_parallel = time.perf_counter() - t0
-    rows = classroom.results(course, [lab])
-    bad = classroom.mismatches(rows)
-
     per_serial = t_serial / len(sample)
     per_cold = t_cold / len(cold) if cold else float("nan")
-    serial_full = per_serial * len(gradable)
-    per_parallel = t_parallel / len(gradable)
-    graded = [r for r in rows if r.status == "graded"]
     label = "measured" if n_sample == len(gradable) else f"extrapolated from {n_sample}"
     print()
     print(f"{'run':<44}{'submissions':>12}{'wall s':>10}{'s / submission':>16}{'speedup':>9}{'median s':>10}")
@@ -170,18 +163,13 @@ def bench_lab(lab: str, args: argparse.Namespace, course: Path) -> dict:
     print(f"{'serial, warm copies (1 worker, SQLite)':<44}{len(sample):>12}{t_serial:>10.0f}{per_serial:>16.2f}"
           f"{(per_cold / per_serial) if cold else 1.0:>9.2f}{med_serial:>10.2f}")
     if n_sample != len(gradable):
-        print(f"{'serial, whole class (' + label + ')':<44}{len(gradable):>12}{serial_full:>10.0f}"
+        print(f"{'serial, whole class (' + label + ')':<44}{len(gradable):>12}{per_serial * len(gradable):>10.0f}"
               f"{per_serial:>16.2f}")
-    print(f"{f'parallel, warm ({args.workers} workers, PostgreSQL)':<44}{len(gradable):>12}{t_parallel:>10.0f}"
-          f"{per_parallel:>16.2f}{(per_cold if cold else per_serial) / per_parallel:>9.2f}")
     print("speedup against the first row; median s: one graded submission's own time (the serial wall "
-          "time also holds the one-off start of the warm parent and the verdict's server); parallel wall "
-          "time includes starting PostgreSQL and loading the lab into its gradebook.")
-    checked = n_serial_rows + n_cold_rows + len(rows)
-    wrong = serial_bad + cold_bad + bad
-    print(f"grades checked against expected scores: {checked - len(wrong)}/{checked} as expected "
-          f"({len(graded)} graded in the parallel run, {sum(r.status.startswith('not graded') for r in rows)} "
-          f"not graded, {sum(r.status == 'missing' for r in rows)} missing)")
+          "time also holds the one-off start of the warm parent and the verdict's server).")
+    wrong = serial_bad + cold_bad
+    print(f"serial grades checked against expected scores: {n_serial_rows + n_cold_rows - len(wrong)}/"
+          f"{n_serial_rows + n_cold_rows} as expected")
     for line in wrong[:20]:
         print("  MISMATCH", line)
 
@@ -189,7 +177,7 @@ def bench_lab(lab: str, args: argparse.Namespace, course: Path) -> dict:
     if args.cli_sample:
         import subprocess
 
-        names = [r.student for r in graded][: args.cli_sample]
+        names = sorted(sample)[: args.cli_sample]
         t0 = time.perf_counter()
         for name in names:
             subprocess.run([sys.executable, "-m", "nbgrader", "autograde", lab, f"--student={name}", "--force"],
@@ -199,18 +187,47 @@ def bench_lab(lab: str, args: argparse.Namespace, course: Path) -> dict:
         t_cli = (time.perf_counter() - t0) / max(1, len(names))
         print(f"nbgrader's default, one `nbgrader autograde {lab} --student=X` process per student "
               f"({len(names)} timed, cold): {t_cli:.2f} s per submission")
+    return {"lab": lab, "n": len(gradable), "serial": per_serial, "cold": per_cold, "serial_median": med_serial,
+            "cold_median": med_cold, "cli": t_cli, "checked": n_serial_rows + n_cold_rows, "wrong": len(wrong)}
 
-    per_sub = statistics.median(r.seconds for r in graded) if graded else 0.0
-    cells = _cell_times(course, lab, [r.student for r in graded])
-    print(f"\nwhere one submission's time goes (medians over {len(graded)} graded submissions of the parallel run)")
-    print(f"  {'autograde of one submission (worker wall time)':<58}{per_sub:>8.2f} s")
-    for k, v in cells.items():
-        print(f"  {'  notebook ' + k:<58}{v:>8.2f} s")
-    rest = per_sub - sum(v for k, v in cells.items() if k != VERDICT_BESIDE)
-    print(f"  {'  the rest: kernel start and stop, nbgrader copy/DB/restore':<58}{rest:>8.2f} s")
-    return {"lab": lab, "n": len(gradable), "serial": per_serial, "cold": per_cold, "parallel": per_parallel,
-            "serial_median": med_serial, "cold_median": med_cold,
-            "parallel_wall": t_parallel, "cli": t_cli, "checked": checked, "wrong": len(wrong)}
+
+def bench_class(labs: list[str], args: argparse.Namespace, course: Path, results: list[dict]) -> tuple[float, int]:
+    """Grade every lab's class in one run with ``args.workers`` workers on PostgreSQL; check every
+    grade; print each lab's share and breakdown into ``results``' rows. (wall seconds, graded)."""
+    print(f"\n=== the class on every lab in one run: {args.workers} workers, PostgreSQL, load average "
+          f"{os.getloadavg()[0]:.1f} at start")
+    t0 = time.perf_counter()
+    classroom.grade(course, labs, workers=args.workers, db="postgres", resume=False, progress=False)
+    t_parallel = time.perf_counter() - t0
+    n_total = 0
+    for r in results:
+        lab = r["lab"]
+        rows = classroom.results(course, [lab])
+        bad = classroom.mismatches(rows)
+        graded = [x for x in rows if x.status == "graded"]
+        worker_seconds = sum(x.seconds for x in rows)
+        r.update(parallel_share=worker_seconds / args.workers / r["n"], wrong=r["wrong"] + len(bad),
+                 checked=r["checked"] + len(rows), parallel_median=statistics.median(x.seconds for x in graded))
+        n_total += r["n"]
+        print(f"\n{lab}: {len(graded)} graded, "
+              f"{sum(x.status.startswith('not graded') for x in rows)} not graded, "
+              f"{sum(x.status == 'missing' for x in rows)} missing; grades as expected: {len(rows) - len(bad)}/"
+              f"{len(rows)}; the workers' seconds on this lab / {args.workers}: {worker_seconds / args.workers:.0f} s "
+              f"({r['parallel_share']:.2f} s per submission)")
+        for line in bad[:20]:
+            print("  MISMATCH", line)
+        cells = _cell_times(course, lab, [x.student for x in graded])
+        per_sub = r["parallel_median"]
+        print(f"where one submission's time goes (medians over {len(graded)} graded submissions of the run)")
+        print(f"  {'autograde of one submission (worker wall time)':<58}{per_sub:>8.2f} s")
+        for k, v in cells.items():
+            print(f"  {'  notebook ' + k:<58}{v:>8.2f} s")
+        rest = per_sub - sum(v for k, v in cells.items() if k != VERDICT_BESIDE)
+        print(f"  {'  the rest: kernel start and stop, nbgrader copy/DB/restore':<58}{rest:>8.2f} s")
+    print(f"\nwall time of the run: {t_parallel:.0f} s for {n_total} gradable submissions "
+          "(includes starting PostgreSQL, loading the labs into its gradebook and starting each worker's "
+          "warm parent and verdict server)")
+    return t_parallel, n_total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,18 +258,21 @@ def main(argv: list[str] | None = None) -> int:
     probe_warm = _warm_kernel_probe()
     print(f"probe: a plain python3 kernel, start until ready {probe_cold:.2f} s, `import torch` in it "
           f"{torch_import:.2f} s; a sandboxed kernel (warm copy), start, ready and stop {probe_warm:.2f} s")
-    results = [bench_lab(lab, args, args.course.resolve() / lab) for lab in labs]
+    course = args.course.resolve()
+    results = [bench_lab(lab, args, course) for lab in labs]
+    t_parallel, n_total = bench_class(labs, args, course, results)
 
     print(f"\n=== summary: seconds per submission, {os.cpu_count()} CPU cores")
-    print(f"{'lab':<22}{'students':>9}{'cold serial':>13}{'warm serial':>13}{'warm median':>13}{'parallel':>10}"
-          f"{'parallel wall s':>17}{'grades as expected':>20}")
+    print(f"{'lab':<22}{'students':>9}{'cold serial':>13}{'warm serial':>13}{'warm median':>13}"
+          f"{'share of parallel':>19}{'grades as expected':>20}")
     for r in results:
         print(f"{r['lab']:<22}{r['n']:>9}{r['cold']:>13.2f}{r['serial']:>13.2f}{r['serial_median']:>13.2f}"
-              f"{r['parallel']:>10.2f}{r['parallel_wall']:>17.0f}{r['checked'] - r['wrong']:>14}/{r['checked']}")
-    total_wall = sum(r["parallel_wall"] for r in results)
-    total_n = sum(r["n"] for r in results)
-    print(f"{'all labs':<22}{total_n:>9}{'':>13}{'':>13}{'':>13}{total_wall / total_n:>10.2f}{total_wall:>17.0f}"
-          f"  ({total_wall / 60:.1f} min for the class on every lab with {args.workers} workers)")
+              f"{r['parallel_share']:>19.2f}{r['checked'] - r['wrong']:>14}/{r['checked']}")
+    print(f"{'all labs, one run':<22}{n_total:>9}{'':>13}{'':>13}{'':>13}{t_parallel / n_total:>19.2f}"
+          f"  wall {t_parallel:.0f} s ({t_parallel / 60:.1f} min for the class on every lab with "
+          f"{args.workers} workers)")
+    print("share of parallel: the workers' seconds on that lab / workers / submissions (the run's wall "
+          "time is shared by the labs; the last row is measured)")
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     return 1 if any(r["wrong"] for r in results) else 0
 

@@ -1390,8 +1390,8 @@ else:
 # * Second plot: a Llama-like layer in fp16, on the GPU's measured roof and its datasheet roof.
 #
 # While the lab is graded the tables are printed but the two plots are not drawn: they are the
-# same for every student. (Your own CPU measurement above also runs smaller then: three
-# repeats, two prefill and two decode lengths.)
+# same for every student. (Your own CPU measurement above also runs smaller then: two
+# repeats, two prefill lengths and one decode length.)
 
 # %%
 from course_lib import measured

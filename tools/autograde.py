@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tools import layout
 from tools.course_api import _ensure_venv_on_path, gradebook_db_url, make_api
+from tools.grading_batch import grading_batch
 from tools.layout import ROOT, available_labs
 
 
@@ -115,15 +116,16 @@ def autograde(root: Path = ROOT, pairs: list[tuple[str, str]] | None = None,
         api = make_api(root, timeout=timeout, sandbox=sandbox)
         api.coursedir.db_url = url
         runs = []
-        for i, (student, lab) in enumerate(pairs, 1):
-            run = _grade_one(api, root, student, lab)
-            runs.append(run)
-            if on_run is not None:
-                on_run(run)
-            if verbose:
-                status = "ok" if run.success else f"FAILED ({run.error})"
-                print(f"  [{i}/{len(pairs)}] autograde {lab} / {student}: {run.seconds:.1f} s, {status}",
-                      flush=True)
+        with grading_batch():
+            for i, (student, lab) in enumerate(pairs, 1):
+                run = _grade_one(api, root, student, lab)
+                runs.append(run)
+                if on_run is not None:
+                    on_run(run)
+                if verbose:
+                    status = "ok" if run.success else f"FAILED ({run.error})"
+                    print(f"  [{i}/{len(pairs)}] autograde {lab} / {student}: {run.seconds:.1f} s, {status}",
+                          flush=True)
     _save_runs(root, runs)
     return runs
 
@@ -174,12 +176,13 @@ def _autograde_worker(root: str, url: str, items: list[tuple[str, str]], index: 
     _share_cores(n_workers)
     api = make_api(root_path, timeout=timeout, sandbox=sandbox)
     api.coursedir.db_url = url
-    for student, lab in items:
-        run = _grade_one(api, root_path, student, lab)
-        run.worker = index
-        queue.put(("run", index, asdict(run)))
-        print(f"[worker {index}] {lab} / {student}: {'ok' if run.success else run.error} ({run.seconds:.1f} s)",
-              flush=True)
+    with grading_batch():
+        for student, lab in items:
+            run = _grade_one(api, root_path, student, lab)
+            run.worker = index
+            queue.put(("run", index, asdict(run)))
+            print(f"[worker {index}] {lab} / {student}: {'ok' if run.success else run.error} "
+                  f"({run.seconds:.1f} s)", flush=True)
     queue.put(("done", index, None))
 
 
