@@ -79,6 +79,23 @@ def test_feedback_hides_hidden_tests(graded_course, lab):
 
 
 @pytest.mark.slow
+def test_lab01_grader_copy_prints_its_tables_and_skips_what_is_the_same_for_everyone(graded_course):
+    """While graded, Lab 01 prints the student's measurements as tables, draws no figure of them,
+    and does not time the course's own GQA functions (saying so in the output)."""
+    from tools import layout
+
+    root, _, _ = graded_course
+    nb = nbformat.read(layout.autograded_notebook("solution", "lab01_kv_cache", root), as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "time of one step producing one token after S tokens" in text  # the student's table
+    assert "Figures not drawn in the grader's copy" in text
+    assert "GQA comparison not run in the grader's copy" in text
+    assert "repeat_interleave / grouped" not in text
+    assert not [o for o in outputs if "image/png" in o.get("data", {})]
+
+
+@pytest.mark.slow
 def test_reference_files_reach_neither_release_nor_the_graded_folder(graded_course):
     """Expected outputs stay with the instructor: the verdict's grader reads them from source/;
     the student's kernel (which runs in the graded folder) never has them, yet the solution

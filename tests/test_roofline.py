@@ -312,3 +312,33 @@ def test_hardware_used_by_the_lab_exists():
                  "RTX 4090", "TPU v5e", "H100 PCIe"):
         assert name in HARDWARE
         assert math.isfinite(HARDWARE[name].ridge_fp16)
+
+
+def test_time_attention_hands_over_inputs_of_the_asked_shapes():
+    """Prefill and decode points: q, k, v of the right shapes, dtype and layout, normal-looking
+    values; beyond RANDOM_POSITIONS the positions repeat (the bytes and FLOPs are what count)."""
+    import torch
+
+    seen = []
+
+    def attention(q, k, v, causal=True):
+        seen.append((q, k, v, causal))
+        return q
+
+    n = roofline.RANDOM_POSITIONS * 2 + 37  # not a multiple: the tail is cut off
+    timed = roofline.time_attention(attention, device="cpu", dtype=torch.float32, n_heads=3, head_dim=8,
+                                    prefill_lengths=[5], decode_lengths=[n], repeats=1, warmup=0)
+    assert [(t.phase, t.n, t.t_q, t.t_k) for t in timed] == [("prefill", 5, 5, 5), ("decode", n, 1, n)]
+    (q1, k1, v1, c1), (q2, k2, v2, c2) = seen
+    assert c1 and c2
+    assert q1.shape == k1.shape == v1.shape == (1, 3, 5, 8)
+    assert q2.shape == (1, 3, 1, 8) and k2.shape == v2.shape == (1, 3, n, 8)
+    for t in (q1, k1, v1, q2, k2, v2):
+        assert t.dtype == torch.float32 and t.is_contiguous()
+    assert not torch.equal(k2, v2)
+    drawn = k2[:, :, : roofline.RANDOM_POSITIONS]
+    assert 0.8 < float(drawn.std()) < 1.2 and abs(float(drawn.mean())) < 0.1
+    assert torch.equal(k2[:, :, roofline.RANDOM_POSITIONS:2 * roofline.RANDOM_POSITIONS], drawn)
+    with pytest.raises(ValueError):
+        roofline.time_attention(attention, device="cpu", dtype=torch.float32, n_heads=3, head_dim=8,
+                                prefill_lengths=[0], decode_lengths=[], repeats=1)
