@@ -188,12 +188,13 @@ def bench_lab(lab: str, args: argparse.Namespace, course: Path) -> dict:
         print(f"nbgrader's default, one `nbgrader autograde {lab} --student=X` process per student "
               f"({len(names)} timed, cold): {t_cli:.2f} s per submission")
     return {"lab": lab, "n": len(gradable), "serial": per_serial, "cold": per_cold, "serial_median": med_serial,
-            "cold_median": med_cold, "cli": t_cli, "checked": n_serial_rows + n_cold_rows, "wrong": len(wrong)}
+            "checked": n_serial_rows + n_cold_rows, "wrong": len(wrong)}
 
 
 def bench_class(labs: list[str], args: argparse.Namespace, course: Path, results: list[dict]) -> tuple[float, int]:
     """Grade every lab's class in one run with ``args.workers`` workers on PostgreSQL; check every
-    grade; print each lab's share and breakdown into ``results``' rows. (wall seconds, graded)."""
+    grade; print each lab's share and breakdown into ``results``' rows. Returns (wall seconds,
+    submissions in the run)."""
     print(f"\n=== the class on every lab in one run: {args.workers} workers, PostgreSQL, load average "
           f"{os.getloadavg()[0]:.1f} at start")
     t0 = time.perf_counter()
@@ -207,7 +208,7 @@ def bench_class(labs: list[str], args: argparse.Namespace, course: Path, results
         graded = [x for x in rows if x.status == "graded"]
         worker_seconds = sum(x.seconds for x in rows)
         r.update(parallel_share=worker_seconds / args.workers / r["n"], wrong=r["wrong"] + len(bad),
-                 checked=r["checked"] + len(rows), parallel_median=statistics.median(x.seconds for x in graded))
+                 checked=r["checked"] + len(rows), parallel_median=statistics.median(x.seconds for x in graded) if graded else 0.0)
         n_total += r["n"]
         print(f"\n{lab}: {len(graded)} graded, "
               f"{sum(x.status.startswith('not graded') for x in rows)} not graded, "
@@ -224,7 +225,7 @@ def bench_class(labs: list[str], args: argparse.Namespace, course: Path, results
             print(f"  {'  notebook ' + k:<58}{v:>8.2f} s")
         rest = per_sub - sum(v for k, v in cells.items() if k != VERDICT_BESIDE)
         print(f"  {'  the rest: kernel start and stop, nbgrader copy/DB/restore':<58}{rest:>8.2f} s")
-    print(f"\nwall time of the run: {t_parallel:.0f} s for {n_total} gradable submissions "
+    print(f"\nwall time of the run: {t_parallel:.0f} s for {n_total} submissions "
           "(includes starting PostgreSQL, loading the labs into its gradebook and starting each worker's "
           "warm parent and verdict server)")
     return t_parallel, n_total
